@@ -1,0 +1,120 @@
+"""Quick-profile numbers of notebook 03 and an attack-throughput comparison.
+
+    COURSE_DATA_DIR=../shared/data python benchmarks/foundations.py [--images 1000] [--repeats 3]
+
+1. Accuracy: the standard MNIST CNN of notebook 03 (quick recipe, loaded from the cache the
+   notebook writes, else trained here): clean accuracy and robust accuracy under PGD-40
+   (L-inf eps 0.3, step 0.01, one random start) on ``--images`` stratified test images.
+   Targets: clean >= 99.0%, PGD-40 < 2%.
+2. Throughput of PGD-40 on the same model and images: a bare forward+backward loop (the limit,
+   no projection or bookkeeping), course_utils, torchattacks, ART and foolbox, as images per
+   second and as a ratio to the limit (median of ``--repeats`` runs). Target: course_utils >= 0.9
+   of the limit and no slower than the three libraries.
+Prints markdown tables; the README quotes them with the machine they ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course_utils import attacks, data, evaluation, models, training
+from course_utils.config import get_device, seed_everything
+
+EPS, ALPHA, STEPS = 0.3, 0.01, 40
+N_TRAIN, EPOCHS, SEED = 60_000, 3, 0  # notebook 03's quick recipe
+
+
+def standard_model(device):
+    train_set = data.load_dataset("mnist", "train")
+
+    def train(model):
+        training.fit(model, data.make_loader(train_set, batch_size=128, n=N_TRAIN, seed=SEED), epochs=EPOCHS, lr=0.05)
+
+    return training.cached_model(f"mnist_small_cnn_standard_quick_{N_TRAIN}_{EPOCHS}", models.mnist_small_cnn, train,
+                                 device=device).eval()
+
+
+def bare_loop(model, x, y):
+    """The limit: STEPS forward+backward passes with respect to the input, nothing else."""
+    delta = torch.zeros_like(x)
+    for _ in range(STEPS):
+        delta.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x + delta), y, reduction="sum"), delta)
+        delta = delta.detach()
+    return x
+
+
+def runners(model, x, y):
+    import foolbox as fb
+    import torchattacks
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
+                            clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu")
+    art_pgd = ProjectedGradientDescent(clf, norm=np.inf, eps=EPS, eps_step=ALPHA, max_iter=STEPS, num_random_init=1,
+                                       batch_size=len(x), verbose=False)
+    ta_pgd = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+    fb_pgd = fb.attacks.LinfPGD(abs_stepsize=ALPHA, steps=STEPS, random_start=True)
+    x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
+    return {
+        "bare forward+backward (limit)": lambda: bare_loop(model, x, y),
+        "course_utils.attacks.pgd": lambda: attacks.pgd(model, x, y, EPS, ALPHA, STEPS),
+        "torchattacks 3.x PGD": lambda: ta_pgd(x, y),
+        "ART ProjectedGradientDescent": lambda: torch.as_tensor(art_pgd.generate(x_np, y=y_np)),
+        "foolbox LinfPGD": lambda: fb_pgd(fmodel, x, y, epsilons=EPS)[1],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--throughput-images", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    seed_everything(SEED)
+    device = get_device()
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {device}, torch {torch.__version__}\n")
+
+    t0 = time.time()
+    model = standard_model(device)
+    t_model = time.time() - t0
+    x, y = data.subset_tensors(data.load_dataset("mnist", "test"), args.images, seed=SEED)
+    x, y = x.to(device), y.to(device)
+    clean = evaluation.evaluate(model, (x, y), threat="clean", progress=False)
+    gen = torch.Generator().manual_seed(SEED)
+    robust = evaluation.evaluate(model, (x, y), attack=lambda m, a, b: attacks.pgd(m, a, b, EPS, ALPHA, STEPS, generator=gen),
+                                 threat=evaluation.threat_string("PGD", norm="linf", eps=EPS, alpha=ALPHA, steps=STEPS, restarts=1),
+                                 progress=False)
+    print(f"standard CNN ({N_TRAIN} images x {EPOCHS} epochs; model ready in {t_model:.0f} s, cached or trained)")
+    print("| threat model | images | accuracy | 95% CI | target |\n|---|---|---|---|---|")
+    for r, target in ((clean, ">= 99.0%"), (robust, "< 2%")):
+        lo, hi = r.ci
+        print(f"| {r.threat} | {r.n} | {100 * r.accuracy:.1f}% | {100 * lo:.1f}-{100 * hi:.1f} | {target} |")
+
+    xt, yt = x[: args.throughput_images], y[: args.throughput_images]
+    timings = {}
+    for name, run in runners(model, xt, yt).items():
+        run()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        timings[name] = statistics.median(times)
+    limit = timings["bare forward+backward (limit)"]
+    print(f"\nPGD-{STEPS} (L-inf eps {EPS}, step {ALPHA}, random start), {len(xt)} images, one batch, median of {args.repeats}")
+    print("| implementation | seconds | images/s | ratio to the limit |\n|---|---|---|---|")
+    for name, t in timings.items():
+        print(f"| {name} | {t:.2f} | {len(xt) / t:.0f} | {limit / t:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Exercise checks: compare a learner's function with the reference on seeded inputs.
+
+Each ``check_*`` prints the relative error against a stated tolerance and raises
+``AssertionError`` when the learner's answer is off (or not written yet), so an autograder or
+nbval sees the failure. Checks build their own small seeded inputs, so a check cell needs nothing
+from the rest of the notebook. ``strip_solutions`` makes the student version of a cell the way
+nbgrader does (code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced).
+
+The checks of each topic live in a submodule (``checks.attacks.check_fgsm`` ...); the generic
+comparison tools are here.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION.*?^[ \t]*### END SOLUTION[^\n]*", re.S | re.M)
+
+
+def rel_error(a, b) -> float:
+    """max |a - b| / max(|a| + |b|, 1e-8), elementwise (cs231n's rel_error)."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape:
+        raise AssertionError(f"shape mismatch: got {tuple(a.shape)}, expected {tuple(b.shape)}")
+    return float(((a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-8)).max()) if a.numel() else 0.0
+
+
+def compare(name: str, learner_fn, reference_fn, make_inputs, tol: float = 1e-5, trials: int = 3, seed: int = 0) -> float:
+    """Run both functions on ``make_inputs(generator)`` for a few seeds; assert rel. error <= tol."""
+    worst = 0.0
+    for t in range(trials):
+        args = make_inputs(torch.Generator().manual_seed(seed + t))
+        try:
+            got = learner_fn(*args)
+        except NotImplementedError:
+            print(f"[{name}] not implemented yet: write the function above, then run this cell again")
+            raise AssertionError(f"{name}: not implemented") from None
+        expected = reference_fn(*args)
+        got = got.detach() if isinstance(got, torch.Tensor) else got
+        worst = max(worst, rel_error(got, expected))
+    ok = worst <= tol
+    print(f"[{name}] relative error {worst:.2e} (tolerance {tol:.0e}): {'PASSED' if ok else 'FAILED'}")
+    if not ok:
+        raise AssertionError(f"{name}: relative error {worst:.2e} > tolerance {tol:.0e}")
+    return worst
+
+
+def check_value(name: str, got, expected, tol: float = 1e-6) -> float:
+    """Compare one value (number or tensor) with the expected one."""
+    err = rel_error(got, expected)
+    ok = err <= tol
+    print(f"[{name}] relative error {err:.2e} (tolerance {tol:.0e}): {'PASSED' if ok else 'FAILED'}")
+    if not ok:
+        raise AssertionError(f"{name}: got {got}, expected {expected}")
+    return err
+
+
+def strip_solutions(source: str) -> str:
+    """The student version of a code cell: each solution block replaced as nbgrader does."""
+    return _SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()", source)
+
+
+from . import attacks  # noqa: E402  (topic checks use the tools above)
+from . import foundations  # noqa: E402
+from . import training  # noqa: E402,F401  (adversarial training, notebooks 04-05, project p1)
+from . import sanitization  # noqa: E402,F401  (input sanitization, notebook 06)
