@@ -2,8 +2,8 @@
 
     COURSE_DATA_DIR=../shared/data python benchmarks/foundations.py [--images 1000] [--repeats 3]
 
-1. Accuracy: the standard MNIST CNN of notebook 03 (quick recipe, loaded from the cache the
-   notebook writes, else trained here): clean accuracy and robust accuracy under PGD-40
+1. Accuracy: the standard MNIST CNN of notebook 03 (``recipes.standard_model("mnist", "quick")``,
+   loaded from the cache the notebook writes, else trained here): clean accuracy and robust accuracy under PGD-40
    (L-inf eps 0.3, step 0.01, one random start) on ``--images`` stratified test images.
    Targets: clean >= 99.0%, PGD-40 < 2%.
 2. Throughput of PGD-40 on the same model and images: a bare forward+backward loop (the limit,
@@ -23,21 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_utils import attacks, data, evaluation, models, training
+from course_utils import attacks, data, evaluation, recipes
 from course_utils.config import get_device, seed_everything
 
-EPS, ALPHA, STEPS = 0.3, 0.01, 40
-N_TRAIN, EPOCHS, SEED = 60_000, 3, 0  # notebook 03's quick recipe
-
-
-def standard_model(device):
-    train_set = data.load_dataset("mnist", "train")
-
-    def train(model):
-        training.fit(model, data.make_loader(train_set, batch_size=128, n=N_TRAIN, seed=SEED), epochs=EPOCHS, lr=0.05)
-
-    return training.cached_model(f"mnist_small_cnn_standard_quick_{N_TRAIN}_{EPOCHS}", models.mnist_small_cnn, train,
-                                 device=device).eval()
+EPS, ALPHA, STEPS, SEED = 0.3, 0.01, 40, 0
 
 
 def bare_loop(model, x, y):
@@ -84,7 +73,7 @@ def main():
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {device}, torch {torch.__version__}\n")
 
     t0 = time.time()
-    model = standard_model(device)
+    model, r = recipes.standard_model("mnist", "quick", device=device, progress=False)
     t_model = time.time() - t0
     x, y = data.subset_tensors(data.load_dataset("mnist", "test"), args.images, seed=SEED)
     x, y = x.to(device), y.to(device)
@@ -93,7 +82,7 @@ def main():
     robust = evaluation.evaluate(model, (x, y), attack=lambda m, a, b: attacks.pgd(m, a, b, EPS, ALPHA, STEPS, generator=gen),
                                  threat=evaluation.threat_string("PGD", norm="linf", eps=EPS, alpha=ALPHA, steps=STEPS, restarts=1),
                                  progress=False)
-    print(f"standard CNN ({N_TRAIN} images x {EPOCHS} epochs; model ready in {t_model:.0f} s, cached or trained)")
+    print(f"standard CNN, recipes.STANDARD['mnist']['quick'] = {r}; model ready in {t_model:.0f} s (cached or trained)")
     print("| threat model | images | accuracy | 95% CI | target |\n|---|---|---|---|---|")
     for r, target in ((clean, ">= 99.0%"), (robust, "< 2%")):
         lo, hi = r.ci

@@ -67,3 +67,7 @@ from . import attacks  # noqa: E402  (topic checks use the tools above)
 from . import foundations  # noqa: E402
 from . import training  # noqa: E402,F401  (adversarial training, notebooks 04-05, project p1)
 from . import sanitization  # noqa: E402,F401  (input sanitization, notebook 06)
+from . import certify  # noqa: E402,F401  (notebooks 07, 08, project p3)
+from . import threats  # noqa: E402,F401  (notebook 01: threat models)
+from . import serving  # noqa: E402,F401  (secure image API, project p4)
+from . import text  # noqa: E402,F401  (sentiment API, project p2)

@@ -1,0 +1,93 @@
+"""Checks for the certified-defense exercises: notebooks 07 (randomized smoothing), 08 (interval
+bound propagation) and the project p3 (threat model of the fraud gate)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import certify, fraud, ibp
+from . import check_value, compare
+
+
+def _call(name, fn, *args):
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        print(f"[{name}] not implemented yet: write the function above, then run this cell again")
+        raise AssertionError(f"{name}: not implemented") from None
+
+
+def check_radius(learner_radius, sigma: float = 0.5):
+    """learner_radius(n_a, n, alpha, sigma) = sigma * PhiInverse(Clopper-Pearson lower bound), 0 if <= 1/2."""
+    cases = [(990, 1000, 0.001), (100, 100, 0.01), (520, 1000, 0.001), (9000, 10000, 0.05), (0, 50, 0.001)]
+    got = [float(_call("certified_radius", learner_radius, a, n, al, sigma)) for a, n, al in cases]
+    expected = [certify.certified_radius(certify.lower_confidence_bound(a, n, al), sigma) for a, n, al in cases]
+    return check_value("certified_radius", torch.tensor(got), torch.tensor(expected), tol=1e-6)
+
+
+def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.001):
+    """learner_certify(counts0, counts, alpha, sigma) -> (label, radius), CERTIFY on given counts."""
+    cases = [([5, 90, 5], [10, 980, 10]), ([60, 40, 0], [480, 520, 0]), ([0, 0, 100], [0, 1, 999]),
+             ([50, 50, 0], [700, 300, 0]), ([3, 97, 0], [450, 550, 0])]
+    for c0, c in cases:
+        got = _call("certify_counts", learner_certify, np.array(c0), np.array(c), alpha, sigma)
+        c_a = int(np.argmax(c0))
+        pa = certify.lower_confidence_bound(int(c[c_a]), int(sum(c)), alpha)
+        expected = (certify.ABSTAIN, 0.0) if pa < 0.5 else (c_a, certify.certified_radius(pa, sigma))
+        if int(got[0]) != expected[0]:
+            print(f"[certify_counts] counts0={c0} counts={c}: label {got[0]}, expected {expected[0]}: FAILED")
+            raise AssertionError(f"certify_counts: label {got[0]} != {expected[0]}")
+        check_value(f"certify_counts {c0}->{c}", float(got[1]), expected[1], tol=1e-6)
+    return 0.0
+
+
+def _box_inputs(generator, batch=4, d_in=7, d_out=5):
+    w = torch.randn(d_out, d_in, generator=generator)
+    b = torch.randn(d_out, generator=generator)
+    centre = torch.randn(batch, d_in, generator=generator)
+    r = torch.rand(batch, d_in, generator=generator)
+    return w, b, centre - r, centre + r
+
+
+def _ref_linear(w, b, lower, upper):
+    layer = nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        layer.bias.copy_(b)
+        lo, hi = ibp.layer_bounds(layer, lower, upper)
+    return torch.stack([lo, hi])
+
+
+def check_interval_linear(learner_linear):
+    """learner_linear(W, b, lower, upper) -> (lower', upper') of W x + b over the box."""
+    return compare("interval_linear", lambda *a: torch.stack(list(learner_linear(*a))), _ref_linear, _box_inputs)
+
+
+def _logit_bounds(generator, batch=6, k=4):
+    centre = torch.randn(batch, k, generator=generator) * 3
+    r = torch.rand(batch, k, generator=generator)
+    y = torch.randint(0, k, (batch,), generator=generator)
+    return centre - r, centre + r, y
+
+
+def _ref_verified(lower, upper, y):
+    m = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 1.0)
+    return (m > 0).all(1).float()
+
+
+def check_is_verified(learner_verified):
+    """learner_verified(lower, upper, y) -> (B,) bool: l_y > u_j for every j != y."""
+    return compare("is_verified", lambda *a: torch.as_tensor(learner_verified(*a)).float(), _ref_verified,
+                   _logit_bounds, trials=6, tol=0.0)
+
+
+def check_threat_radii(learner_radii):
+    """learner_radii(scales, tolerance) -> per-feature eps in model units (fraud.FEATURES order)."""
+    df = fraud.make_transactions(2000, seed=1)
+    scaler = fraud.FeatureScaler().fit(df)
+    scales = {f: scaler.scale(f) for f in fraud.FEATURES}
+    tol = {"amount": 5.0, "hour": 0.25, "distance_km": 2.0}
+    got = np.asarray(_call("threat_radii", learner_radii, scales, tol), dtype=np.float64)
+    expected = fraud.threat_radii(scaler, tol)[0].astype(np.float64)
+    return check_value("threat_radii", torch.as_tensor(got), torch.as_tensor(expected), tol=1e-5)

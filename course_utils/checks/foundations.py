@@ -1,0 +1,48 @@
+"""Checks for the exercises of notebooks 00 (perturbation norms) and 02 (linearity argument).
+
+The attack exercises of notebook 02 (projection, FGSM, L2 fast gradient method) use
+``checks.attacks``; this module adds the two checks that have no reference in ``course_utils``.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import compare
+
+
+def _pair(generator, batch=4, shape=(1, 6, 6)):
+    x = torch.rand(batch, *shape, generator=generator)
+    delta = (torch.rand(batch, *shape, generator=generator) * 2 - 1) * torch.rand(batch, 1, 1, 1, generator=generator)
+    return x, (x + delta).clamp(0, 1)
+
+
+def reference_perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor):
+    """Per-example ||x_adv - x||_inf and ||x_adv - x||_2: two tensors of shape (B,)."""
+    delta = (x_adv - x).flatten(1)
+    return delta.abs().amax(dim=1), delta.norm(p=2, dim=1)
+
+
+def check_perturbation_norms(learner_fn):
+    """learner_fn(x, x_adv) -> (linf, l2), each (B,), must match the per-example norms of x_adv - x."""
+    def stacked(fn):
+        def run(x, x_adv):
+            out = fn(x, x_adv)
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise AssertionError("return a pair (linf, l2) of tensors of shape (B,)")
+            return torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in out])
+        return run
+
+    return compare("perturbation_norms", stacked(learner_fn), stacked(reference_perturbation_norms), _pair)
+
+
+def reference_worst_case_linear(w: torch.Tensor, eps: float) -> torch.Tensor:
+    """argmax of w^T eta over ||eta||_inf <= eps: eta = eps * sign(w) (Goodfellow et al. 2015, sec. 3)."""
+    return eps * torch.sign(w)
+
+
+def check_worst_case_linear(learner_fn, eps: float = 0.1):
+    """learner_fn(w, eps) -> eta (d,) maximising w^T eta under ||eta||_inf <= eps."""
+    def inputs(g):
+        return (torch.randn(50, generator=g),)
+
+    return compare("worst_case_linear", lambda w: learner_fn(w, eps), lambda w: reference_worst_case_linear(w, eps), inputs)

@@ -1,0 +1,52 @@
+"""Checks for the exercises of notebooks/projects/p2_sentiment_api_layered_defense (text attacks, IBP, OOD threshold).
+
+The interval rule for a Linear layer is checked by ``checks.certify.check_interval_linear`` (notebook 08)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import compare
+from ..text import attacks, ibp, sanitize
+
+WORDS = ("movie", "boring", "a", "ok", "terrific", "aab", "see")
+
+
+def check_swap_typos(learner_swap_typos):
+    """learner_swap_typos(word) must list every adjacent-character swap, in position order, no repeats, not the word."""
+    worst = 0
+    for word in WORDS:
+        try:
+            got = learner_swap_typos(word)
+        except NotImplementedError:
+            print("[swap_typos] not implemented yet: write the function above, then run this cell again")
+            raise AssertionError("swap_typos: not implemented") from None
+        expected = attacks.swap_typos(word)
+        if list(got) != expected:
+            print(f"[swap_typos] {word!r}: got {got}, expected {expected}: FAILED")
+            worst += 1
+    if worst:
+        raise AssertionError(f"swap_typos: {worst} of {len(WORDS)} words wrong")
+    print(f"[swap_typos] {len(WORDS)} words, exact match: PASSED")
+    return 0.0
+
+
+def _box_inputs(g, vocab=11, dim=5, batch=3, length=4, k=3):
+    weight = torch.randn(vocab, dim, generator=g)
+    sub_ids = torch.randint(0, vocab, (batch, length, k + 1), generator=g)
+    return weight, sub_ids
+
+
+def check_embedding_box(learner_box, eps: float = 0.5):
+    """learner_box(weight (V, d), sub_ids (B, L, K+1), eps) -> (lo, hi) (B, L, d) must equal ``ibp.embedding_box``."""
+    return compare("embedding_box", lambda w, s: torch.stack(learner_box(w, s, eps)),
+                   lambda w, s: torch.stack(ibp.embedding_box(nn.Embedding.from_pretrained(w), s, eps)), _box_inputs)
+
+
+def check_threshold_for_fpr(learner_threshold, fpr: float = 0.05):
+    """learner_threshold(scores (N,), fpr) -> tau with a fraction fpr of scores below it (``torch.quantile``)."""
+    def inputs(g):
+        return (torch.rand(200, generator=g, dtype=torch.float64),)
+
+    return compare("threshold_for_fpr", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
+                   lambda s: torch.as_tensor(sanitize.threshold_for_fpr(s, fpr)), inputs, tol=1e-6)

@@ -1,0 +1,129 @@
+"""The defense layers behind ``POST /predict`` (project p4), each small and testable on its own.
+
+- ``squeeze_detector(model, dataset, threshold)``: the feature-squeezing detector of notebook 06
+  (Xu, Evans & Qi, NDSS 2018), i.e. ``defenses.SqueezeDetector`` with the paper's squeezers and a
+  threshold tau calibrated offline for a false-positive rate (stored in the checkpoint's sidecar).
+- ``Classifier``: the answer, either argmax f(x) or the smoothed classifier g of Cohen, Rosenfeld &
+  Kolter (2019) via ``certify.Smooth.predict``, which abstains (label -1) when the top class does not
+  beat the runner-up by a binomial test at level alpha.
+- ``QueryPatternDetector``: stateful detection of query-based black-box attacks (Chen, Carlini &
+  Wagner, "Stateful Detection of Black-Box Adversarial Attacks", AISec 2020). HopSkipJump, Square
+  and boundary attacks send many near-duplicates of one image; for each client the detector keeps
+  the signatures of its recent queries and flags a query whose mean distance to its k nearest
+  predecessors is below a threshold delta.
+
+Signatures: ``image_signature(x)`` = a (s x s) average-pooled copy of x, flattened: D = C * s * s
+values in [0, 1]. Distances are root-mean-square per value, so delta is in pixel units.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+
+import torch
+import torch.nn.functional as F
+
+from .. import defenses
+
+ABSTAIN = -1  # certify.ABSTAIN (certify is imported only when smoothing is on: scipy is slow to import)
+
+
+def squeeze_detector(model, dataset: str = "mnist", threshold: float | None = None) -> defenses.SqueezeDetector:
+    """Xu et al.'s detector for ``dataset`` with threshold tau (None: call ``fit_threshold`` yourself)."""
+    det = defenses.SqueezeDetector(model, defenses.paper_squeezers(dataset))
+    if threshold is not None:
+        det.threshold = float(threshold)
+    return det
+
+
+class Classifier:
+    """The label the service returns: argmax f(x), or smoothed g(x) with abstention (``sigma`` > 0).
+
+    x: (1, C, H, W) in [0, 1]. ``predict`` returns (label, abstained); label is -1 when abstaining.
+    n: Monte-Carlo samples per request; alpha: the test's level (P(wrong non-abstained answer) <= alpha).
+    """
+
+    def __init__(self, model, num_classes: int = 10, sigma: float | None = None, n: int = 100,
+                 alpha: float = 0.001, batch_size: int = 100, generator: torch.Generator | None = None):
+        self.model = model
+        self.smooth = None
+        if sigma:
+            from ..certify import Smooth
+
+            self.smooth = Smooth(model, num_classes, sigma, generator)
+        self.n, self.alpha, self.batch_size = n, alpha, batch_size
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> tuple[int, bool]:
+        if self.smooth is None:
+            return int(self.model(x).argmax(1)[0]), False
+        label = self.smooth.predict(x[0], self.n, self.alpha, self.batch_size)
+        return int(label), label == ABSTAIN
+
+
+def image_signature(x: torch.Tensor, size: int = 7) -> torch.Tensor:
+    """Signature of each image for near-duplicate search: x (B, C, H, W) in [0, 1] -> (B, C*size*size).
+
+    Adaptive average pooling to size x size: robust to the small pixel changes of a query attack,
+    cheap, and the same for every client (Chen et al. 2020 train a similarity encoder instead).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    return F.adaptive_avg_pool2d(x.float(), size).flatten(1)
+
+
+def knn_distance(history: torch.Tensor, s: torch.Tensor, k: int) -> float:
+    """Mean distance from signature s (D,) to its k nearest rows of ``history`` (N, D), N >= k.
+
+    Distance: root-mean-square difference per value, ||a - b||_2 / sqrt(D) (pixel units). The score
+    of Chen et al. (2020): small = the client keeps sending near-copies of an earlier query.
+    """
+    if history.ndim != 2 or s.ndim != 1 or history.shape[1] != s.shape[0]:
+        raise ValueError(f"history must be (N, D) and s (D,), got {tuple(history.shape)} and {tuple(s.shape)}")
+    if not 1 <= k <= history.shape[0]:
+        raise ValueError(f"k must be in 1..N = {history.shape[0]}, got {k!r}")
+    d = (history - s).pow(2).mean(1).sqrt()
+    return float(d.topk(k, largest=False).values.mean())
+
+
+class QueryPatternDetector:
+    """Per-client buffer of recent query signatures; flags near-duplicate bursts (Chen et al. 2020).
+
+    k: neighbours averaged; delta: flag when the k-NN mean distance < delta (pixel units, RMS);
+    history: signatures kept per client; window_s: signatures older than this are forgotten, so a
+    slow, legitimate user retrying the same photo is not flagged; max_clients: LRU bound on memory.
+    ``observe(client, x)`` -> (score or None when the client has < k recent queries, flagged).
+    """
+
+    def __init__(self, k: int = 5, delta: float = 0.02, history: int = 100, window_s: float = 60.0,
+                 max_clients: int = 10_000, signature_size: int = 7):
+        if k < 1 or history < k:
+            raise ValueError(f"need 1 <= k <= history, got k={k!r}, history={history!r}")
+        if not delta > 0 or not window_s > 0:
+            raise ValueError(f"delta and window_s must be > 0, got {delta!r}, {window_s!r}")
+        self.k, self.delta, self.history, self.window_s = k, float(delta), history, float(window_s)
+        self.max_clients, self.signature_size = max_clients, signature_size
+        self._buffers: OrderedDict[str, deque] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def observe(self, client: str, x: torch.Tensor, now: float | None = None) -> tuple[float | None, bool]:
+        s = image_signature(x, self.signature_size)[0]
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            buf = self._buffers.pop(client, None) or deque(maxlen=self.history)
+            self._buffers[client] = buf  # most recently used last
+            while len(self._buffers) > self.max_clients:
+                self._buffers.popitem(last=False)
+            while buf and now - buf[0][0] > self.window_s:
+                buf.popleft()
+            past = torch.stack([sig for _, sig in buf]) if len(buf) >= self.k else None
+            buf.append((now, s))
+        if past is None:
+            return None, False
+        score = knn_distance(past, s, self.k)
+        return score, score < self.delta
+
+    def forget(self, client: str):
+        with self._lock:
+            self._buffers.pop(client, None)

@@ -1,0 +1,130 @@
+"""The promotion gate (course_utils.gate) and the synthetic fraud data (course_utils.fraud)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import fraud, gate
+from course_utils.ibp import ibp_fit
+from course_utils.training import save_checkpoint
+
+RADIUS = 0.01  # L-infinity radius on the controlled features, model units
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster than two on a shared CPU (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = fraud.make_transactions(6000, seed=0)
+    scaler = fraud.FeatureScaler().fit(df)
+    x = torch.from_numpy(scaler.transform(df))
+    y = torch.from_numpy(df["is_fraud"].to_numpy().copy()).long()
+    return scaler, x, y
+
+
+def _save(model, path, scaler, **meta):
+    save_checkpoint(model, path, {"architecture": "fraud_mlp", "arch_kwargs": {"hidden": 32},
+                                  "scaler": scaler.to_dict(), "certifier": "ibp", "name": path.stem, **meta})
+    return path
+
+
+@pytest.fixture(scope="module")
+def good_model(data, tmp_path_factory):
+    scaler, x, y = data
+    torch.manual_seed(0)
+    model = fraud.fraud_mlp(hidden=32)
+    w = torch.where(y == 1, 10.0, 1.0)  # oversample fraud
+    sampler = torch.utils.data.WeightedRandomSampler(w, len(y), generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=256, sampler=sampler)
+    ibp_fit(model, loader, epochs=6, eps=2 * RADIUS * torch.from_numpy(fraud.controlled_mask()), lr=3e-3, progress=False)
+    return _save(model, tmp_path_factory.mktemp("good") / "good.pt", scaler)
+
+
+@pytest.fixture
+def never_fraud(data, tmp_path):
+    model = fraud.fraud_mlp(hidden=32)
+    with torch.no_grad():
+        model[-1].bias.copy_(torch.tensor([50.0, -50.0]))  # always "legitimate"
+    return _save(model, tmp_path / "never_fraud.pt", data[0])
+
+
+def test_generator_is_seeded_and_imbalanced():
+    a, b = fraud.make_transactions(3000, seed=5), fraud.make_transactions(3000, seed=5)
+    assert a.equals(b) and not a.equals(fraud.make_transactions(3000, seed=6))
+    assert 0.01 < a["is_fraud"].mean() < 0.04
+    assert a.groupby("is_fraud")["hour"].apply(lambda h: ((h < 6)).mean()).diff().iloc[-1] > 0.1  # fraud at night
+    scaler = fraud.FeatureScaler().fit(a)
+    x = scaler.transform(a)
+    assert x.shape == (3000, len(fraud.FEATURES)) and x.min() >= 0 and x.max() <= 1
+    eps, r2 = fraud.threat_radii(scaler, {"amount": 5.0})
+    assert eps[fraud.FEATURES.index("amount")] == pytest.approx(5.0 / scaler.scale("amount")) and r2 == pytest.approx(eps.max())
+    with pytest.raises(ValueError, match="attacker-controlled"):
+        fraud.threat_radii(scaler, {"foreign": 1.0})
+
+
+def test_gate_passes_a_good_model(good_model, tmp_path):
+    code, report = gate.run_gate(good_model, RADIUS, 0.9, 0.3, out=tmp_path / "r", n=3000)
+    assert code == gate.EXIT_PASS and report["passed"], report
+    saved = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert saved["certified_accuracy"] == report["certified_accuracy"] >= 0.9
+    assert "PASSED" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_gate_refuses_a_weak_model(never_fraud, tmp_path):
+    code, report = gate.run_gate(never_fraud, RADIUS, 0.9, 0.3, out=tmp_path / "r", n=3000)
+    assert report["certified_accuracy"] > 0.9  # the accuracy trap of imbalanced data ...
+    assert code == gate.EXIT_SHORT and not report["passed"]  # ... caught by the recall requirement
+    assert "FAILED" in (tmp_path / "r" / "report.md").read_text()
+    assert gate.run_gate(never_fraud, RADIUS, 0.99, out=tmp_path / "r2", n=3000)[0] == gate.EXIT_SHORT
+
+
+def test_gate_refuses_corrupt_tampered_and_missing_models(good_model, tmp_path, capsys):
+    bad = tmp_path / "tampered.pt"
+    bad.write_bytes(good_model.read_bytes()[:-10] + b"0123456789")
+    (tmp_path / "tampered.pt.json").write_text(open(str(good_model) + ".json").read())
+    assert gate.main(["--model", str(bad), "--radius", "0.01", "--min-certified-accuracy", "0.5"]) == gate.EXIT_BAD_INPUT
+    assert "SHA-256" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    meta = json.loads(open(str(good_model) + ".json").read())
+    meta["sha256"] = __import__("hashlib").sha256(b"not a checkpoint").hexdigest()
+    (tmp_path / "junk.pt.json").write_text(json.dumps(meta))
+    assert gate.main(["--model", str(junk), "--radius", "0.01", "--min-certified-accuracy", "0.5"]) == gate.EXIT_BAD_INPUT
+    assert "could not be loaded" in capsys.readouterr().err
+    (tmp_path / "broken.pt").write_bytes(good_model.read_bytes())
+    (tmp_path / "broken.pt.json").write_text("{not json")
+    assert gate.main(["--model", str(tmp_path / "broken.pt"), "--radius", "0.01", "--min-certified-accuracy", "0.5"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert gate.main(["--model", str(tmp_path / "missing.pt"), "--radius", "0.01", "--min-certified-accuracy", "0.5"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not any(p.name == "report.json" for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("radius,acc,msg", [(0.0, 0.5, "radius"), (-1.0, 0.5, "radius"), (float("nan"), 0.5, "radius"),
+                                            (0.01, 1.5, "accuracy"), (0.01, -0.1, "accuracy")])
+def test_gate_rejects_bad_arguments(good_model, radius, acc, msg, capsys):
+    argv = ["--model", str(good_model), "--radius", str(radius), "--min-certified-accuracy", str(acc)]
+    assert gate.main(argv) == gate.EXIT_BAD_INPUT
+    assert msg in capsys.readouterr().err
+
+
+def test_gate_command_line_exit_codes(good_model, never_fraud, tmp_path):
+    env = {**os.environ, "COURSE_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "course_utils.gate", "--radius", str(RADIUS), "--n", "2000",
+           "--min-certified-accuracy", "0.9", "--min-certified-recall", "0.3"]
+    ok = subprocess.run(cmd + ["--model", str(good_model), "--out", str(tmp_path / "a")], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    weak = subprocess.run(cmd + ["--model", str(never_fraud), "--out", str(tmp_path / "b")], env=env, capture_output=True, text=True)
+    assert weak.returncode == 1 and "FAILED" in weak.stdout
+    assert np.isfinite(json.loads((tmp_path / "b" / "report.json").read_text())["certified_recall"])

@@ -1,0 +1,275 @@
+"""The image API of project p4 (course_utils.serving): real HTTP on loopback, bad inputs, load, restart.
+
+Servers bind 127.0.0.1 on a free port; traffic is bounded (about 200 requests in all). The model
+is an untrained seeded CNN with the squeeze threshold calibrated for a 25% false-positive rate,
+so that ordinary traffic produces flags to count.
+"""
+import io
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from course_utils import data, models
+from course_utils.config import seed_everything
+from course_utils.serving import ModelFileError, Service, ServiceConfig, create_app, export_model, load_service_model
+from course_utils.serving.client import ApiClient, ServiceProcess, ThreadedServer
+from course_utils.serving.layers import Classifier, QueryPatternDetector, knn_distance
+from course_utils.serving.ratelimit import TokenBucketLimiter
+from course_utils.serving.store import FlagStore, read_flags
+from course_utils.serving.validation import UploadError, decode_upload, encode_png
+
+
+@pytest.fixture(scope="module")
+def images():
+    return data.subset_tensors(data.load_dataset("mnist", "test"), 128, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, images):
+    seed_everything(0)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    export_model(models.mnist_small_cnn().eval(), path, "mnist_small_cnn", x_calib=images[0][:64], fpr=0.25)
+    return path
+
+
+def make_service(model_file, db, **kw):
+    model, meta = load_service_model(model_file)
+    cfg = dict(db_path=db, threshold=meta["detector_threshold"], rate=1000.0, burst=1000, model_sha256=meta["sha256"])
+    return Service(model, ServiceConfig(**{**cfg, **kw}))
+
+
+@pytest.fixture(scope="module")
+def server(model_file, tmp_path_factory):
+    service = make_service(model_file, tmp_path_factory.mktemp("db") / "flags.sqlite")
+    with ThreadedServer(create_app(service)) as url:
+        yield url, service
+
+
+def png(arr, mode="L") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png(width=100_000, height=100_000) -> bytes:
+    """A valid PNG whose header declares width x height pixels, with almost no data (a decompression bomb)."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    idat = zlib.compress(b"\x00" * 1000, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def jpeg(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- unit tests of the layers
+def test_decode_upload_round_trip(images):
+    x = images[0][:1]
+    got = decode_upload(encode_png(x), "image/png")
+    assert got.shape == (1, 1, 28, 28) and torch.allclose(got, (x * 255).round() / 255, atol=1e-6)
+    rgb = decode_upload(jpeg(np.full((56, 40, 3), 200, np.uint8)), "image/jpeg")  # resized and made grey
+    assert rgb.shape == (1, 1, 28, 28) and 0.7 < rgb.mean() < 0.85
+    with pytest.raises(UploadError) as e:
+        decode_upload(bomb_png(), "image/png")
+    assert e.value.status == 413
+
+
+def test_token_bucket_refills():
+    now = [0.0]
+    lim = TokenBucketLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [lim.allow("a")[0] for _ in range(4)] == [True, True, True, False]
+    assert lim.allow("b")[0]  # per client
+    ok, retry = lim.allow("a")
+    assert not ok and retry == pytest.approx(0.5)
+    now[0] = 0.5
+    assert lim.allow("a")[0] and not lim.allow("a")[0]
+    with pytest.raises(ValueError):
+        TokenBucketLimiter(rate=0, burst=1)
+
+
+def test_query_pattern_flags_near_duplicates_only(images):
+    x = images[0]
+    det = QueryPatternDetector(k=3, delta=0.02)
+    distinct = [det.observe("honest", x[i:i + 1])[1] for i in range(20)]
+    g = torch.Generator().manual_seed(0)
+    dupes = [det.observe("attacker", (x[:1] + 0.05 * (2 * torch.rand(1, 1, 28, 28, generator=g) - 1)).clamp(0, 1))[1]
+             for _ in range(10)]
+    assert not any(distinct)
+    assert dupes[:3] == [False] * 3 and all(dupes[3:])  # needs k earlier queries, then flags
+    h = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.1, 0.1]])
+    assert knn_distance(h, torch.zeros(2), 2) == pytest.approx(0.05)
+    with pytest.raises(ValueError):
+        knn_distance(h, torch.zeros(2), 4)
+
+
+def test_smoothed_classifier_abstains_on_noise(images):
+    class Coin(torch.nn.Module):  # a base classifier that guesses: the smoothed one must abstain
+        def forward(self, x):
+            return torch.randn(x.shape[0], 10, generator=g)
+
+    g = torch.Generator().manual_seed(0)
+    x = images[0][:1]
+    assert Classifier(Coin(), sigma=0.25, n=50).predict(x) == (-1, True)
+    sure = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with torch.no_grad():
+        sure[1].weight.zero_()
+        sure[1].bias.copy_(torch.arange(10.0))
+    assert Classifier(sure, sigma=0.25, n=50).predict(x) == (9, False)
+    assert Classifier(sure).predict(x) == (9, False)  # no smoothing: argmax
+
+
+def test_model_file_checks(model_file, tmp_path):
+    model, meta = load_service_model(model_file)
+    assert meta["architecture"] == "mnist_small_cnn" and meta["detector_threshold"] > 0
+    bad = tmp_path / "tampered.pt"
+    raw = bytearray(model_file.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    (tmp_path / "tampered.pt.json").write_text((model_file.parent / "model.pt.json").read_text())
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        load_service_model(bad)
+    (tmp_path / "nosidecar.pt").write_bytes(model_file.read_bytes())
+    with pytest.raises(ModelFileError, match="sidecar"):
+        load_service_model(tmp_path / "nosidecar.pt")
+
+
+def test_tampered_model_refused_at_startup(model_file, tmp_path):
+    bad = tmp_path / "m.pt"
+    raw = bytearray(model_file.read_bytes())
+    raw[-100] ^= 0x01
+    bad.write_bytes(bytes(raw))
+    (tmp_path / "m.pt.json").write_text((model_file.parent / "model.pt.json").read_text())
+    r = subprocess.run([sys.executable, "-m", "course_utils.serving", "--model", str(bad), "--db", str(tmp_path / "f.db"),
+                        "--port", "9"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "refusing to start" in r.stderr and "SHA-256" in r.stderr, r.stderr
+
+
+# ----------------------------------------------------------------------------- HTTP: valid and bad inputs
+def test_valid_images_png_jpeg_raw(server, images):
+    url, _ = server
+    x = images[0]
+    with ApiClient(url, "valid") as c:
+        status, body = c.predict(x[0])
+        assert status == 200 and body["decision"] in ("accept", "rejected") and "request_id" in body
+        assert set(body) == {"request_id", "label", "decision", "flagged"}  # no scores or probabilities
+        arr = (x[1, 0].numpy() * 255).astype(np.uint8)
+        assert c.predict(data=jpeg(arr), content_type="image/jpeg")[0] == 200
+        raw = c.http.post("/predict", content=encode_png(x[2]), headers={"Content-Type": "image/png"})
+        assert raw.status_code == 200
+        health = c.http.get("/health").json()
+        assert health["status"] == "ok" and len(health["model_sha256"]) == 64
+
+
+BAD_INPUTS = {
+    "empty file": dict(files={"file": ("a.png", b"", "image/png")}),
+    "empty body, no content type": dict(),
+    "empty raw png body": dict(content=b"", headers={"Content-Type": "image/png"}),
+    "text body": dict(content=b"hello", headers={"Content-Type": "text/plain"}),
+    "json body": dict(json={"file": "x"}),
+    "wrong declared type": dict(files={"file": ("a.txt", b"hello", "text/plain")}),
+    "gif declared as png": dict(files={"file": ("a.png", b"GIF89a" + b"\0" * 50, "image/png")}),
+    "jpeg declared as png": dict(files={"file": ("a.png", jpeg(np.zeros((28, 28), np.uint8)), "image/png")}),
+    "truncated png": dict(files={"file": ("a.png", png(np.random.default_rng(0).integers(0, 255, (28, 28), np.uint8))[:60], "image/png")}),
+    "corrupt png": dict(files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png")}),
+    "corrupt jpeg": dict(files={"file": ("a.jpg", b"\xff\xd8\xff\xe0" + b"\x13" * 500, "image/jpeg")}),
+    "huge dimensions": dict(files={"file": ("a.png", png(np.zeros((8, 5000), np.uint8)), "image/png")}),
+    "decompression bomb": dict(files={"file": ("a.png", bomb_png(), "image/png")}),
+    "too many bytes": dict(content=b"\x89PNG\r\n\x1a\n" + b"\0" * 1_100_000, headers={"Content-Type": "image/png"}),
+    "wrong field name": dict(files={"image": ("a.png", png(np.zeros((28, 28), np.uint8)), "image/png")}),
+    "field is text": dict(data={"file": "not a file"}, files={"other": ("a.txt", b"x", "text/plain")}),
+    "multipart without boundary": dict(content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}),
+    "garbage multipart": dict(content=b"\x00\xff" * 100, headers={"Content-Type": "multipart/form-data; boundary=zz"}),
+    "bad client id": dict(files={"file": ("a.png", png(np.zeros((28, 28), np.uint8)), "image/png")},
+                          headers={"X-Client-ID": "x" * 100}),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_inputs_get_4xx_and_service_keeps_serving(server, images, name):
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = http.post("/predict", **BAD_INPUTS[name])
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+        assert isinstance(r.json()["detail"], str) and len(r.json()["detail"]) > 10, r.text
+        i = list(BAD_INPUTS).index(name)  # a fresh image and client: repeats would look like a query attack
+        ok = http.post("/predict", files={"file": ("a.png", encode_png(images[0][i]), "image/png")},
+                       headers={"X-Client-ID": f"after-bad-{i}"})
+        assert ok.status_code == 200, ok.text
+
+
+def test_wrong_method_and_path(server):
+    url, _ = server
+    assert httpx.get(url + "/predict").status_code == 405
+    r = httpx.get(url + "/admin")
+    assert r.status_code == 404 and "POST /predict" in r.json()["detail"]
+
+
+def test_rate_limit_and_metrics(model_file, tmp_path, images):
+    service = make_service(model_file, tmp_path / "f.sqlite", rate=1.0, burst=3)
+    with ThreadedServer(create_app(service)) as url, ApiClient(url, "flood") as c:
+        codes = [c.predict(images[0][i])[0] for i in range(6)]
+        assert codes[:3] == [200] * 3 and codes[3:] == [429] * 3
+        r = c.http.post("/predict", files={"file": ("a.png", encode_png(images[0][0]), "image/png")})
+        assert r.headers["Retry-After"] == "1" and "rate limit" in r.json()["detail"]
+        m = c.metrics()
+        assert m["rate_limited"] == 4 and m["requests"]["429"] == 4 and m["total"] == 7
+        assert "imageapi_request_latency_seconds_bucket" in c.http.get("/metrics").text
+
+
+# ----------------------------------------------------------------------------- load and durability
+def test_bounded_load_no_5xx_no_lost_records(server, images):
+    """4 concurrent clients x 25 requests; one client sends near-duplicates (query attack pattern)."""
+    url, service = server
+    before = service.store.count()
+    x = images[0]
+    g = torch.Generator().manual_seed(1)
+
+    def client(k):
+        out = []
+        with ApiClient(url, f"load-{k}") as c:
+            for i in range(25):
+                xi = x[(25 * k + i) % len(x)] if k else (x[0] + 0.02 * torch.rand(x[0].shape, generator=g)).clamp(0, 1)
+                t0 = time.perf_counter()
+                status, body = c.predict(xi)
+                out.append((status, body.get("flagged", False), time.perf_counter() - t0))
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [r for rs in pool.map(client, range(4)) for r in rs]
+    statuses = [s for s, _, _ in results]
+    lat = np.array([t for _, _, t in results]) * 1000
+    print(f"\nload: {len(results)} requests, statuses {dict(zip(*np.unique(statuses, return_counts=True)))}, "
+          f"latency p50 {np.percentile(lat, 50):.1f} ms p95 {np.percentile(lat, 95):.1f} ms p99 {np.percentile(lat, 99):.1f} ms")
+    assert len(results) == 100 and max(statuses) < 500
+    assert 403 in statuses  # the near-duplicate client was caught and blocked
+    n_flagged = sum(f for _, f, _ in results)
+    assert n_flagged > 0 and service.store.count() - before == n_flagged
+
+
+def test_records_survive_a_kill(model_file, tmp_path, images):
+    db = tmp_path / "flags.sqlite"
+    with ServiceProcess(model_file, db, args=["--rate", "1000", "--burst", "1000", "--query-k", "2"]) as svc:
+        with ApiClient(svc.url, "victim") as c:
+            flagged = sum(c.predict(images[0][0])[1]["flagged"] for _ in range(6))  # same image: query pattern
+        svc.kill()  # SIGKILL right after the responses: no clean shutdown
+        assert svc.proc.returncode == -9
+    rows = read_flags(db)
+    assert flagged >= 4 and len(rows) == flagged
+    assert set(rows["decision"]) <= {"blocked", "rejected"} and (rows["client"] == "victim").all()
+    store = FlagStore(db)  # a restarted service appends to the same log
+    store.record("after-restart", "rejected", ["squeeze"], 0.5)
+    assert store.count() == flagged + 1
+    store.close()
