@@ -8,7 +8,8 @@ Everything a notebook needs to know about *where* and *how big* it runs comes fr
   (default ``full`` when CUDA is available, else ``quick``).
 - ``data_dir()`` / ``cache_dir()``: where data sets are read from (``COURSE_DATA_DIR``, default
   ``data/`` in the repository) and where derived files are written (``COURSE_CACHE_DIR``,
-  default ``data/cache``), so a read-only data directory works.
+  default ``data/cache``), so a read-only data directory works. Relative paths in either
+  variable are taken from the repository root.
 
 Nothing here touches CUDA at import time.
 """
@@ -104,16 +105,24 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _from_repo(path: str) -> Path:
+    """An absolute path as given; a relative one from the repository root (not the working
+    directory, which is ``notebooks/`` inside a notebook), so ``COURSE_DATA_DIR=../shared/data``
+    means the same folder from a shell, from pytest and from every notebook."""
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else REPO_ROOT / p).resolve()
+
+
 def data_dir() -> Path:
     """Where data sets are read from (and downloaded to when online): ``COURSE_DATA_DIR`` or ``data/``."""
     env = os.environ.get("COURSE_DATA_DIR")
-    return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+    return _from_repo(env) if env else REPO_ROOT / "data"
 
 
 def cache_dir() -> Path:
     """Where derived files (decoded arrays, trained models) go: ``COURSE_CACHE_DIR`` or ``data/cache``."""
     env = os.environ.get("COURSE_CACHE_DIR")
-    path = Path(env).expanduser().resolve() if env else REPO_ROOT / "data" / "cache"
+    path = _from_repo(env) if env else REPO_ROOT / "data" / "cache"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -31,3 +31,12 @@ def mnist_model():
     loader = data.make_loader(data.load_dataset("mnist", "train"), batch_size=128, n=20_000, seed=0)
     training.fit(model, loader, epochs=1, lr=0.05, progress=False)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread is faster than two on a shared CPU (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

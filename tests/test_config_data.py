@@ -132,3 +132,11 @@ def test_array_dataset_validates():
         data.ArrayDataset(torch.rand(2, 1, 4, 4), [0, 1])
     with pytest.raises(ValueError, match="labels"):
         data.ArrayDataset(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), [0])
+
+
+def test_relative_data_dir_is_taken_from_the_repository_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", "../shared/data")
+    monkeypatch.chdir(tmp_path)  # as in a notebook, whose working directory is notebooks/
+    assert config.data_dir() == (config.REPO_ROOT / "../shared/data").resolve()
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    assert config.data_dir() == tmp_path.resolve()

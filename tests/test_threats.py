@@ -138,15 +138,6 @@ def test_check_passes_complete_and_fails_incomplete(capsys):
 
 
 # ---- threat_demos ----------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine thread hand-offs dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_model(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
