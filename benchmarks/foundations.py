@@ -8,7 +8,7 @@
    Targets: clean >= 99.0%, PGD-40 < 2%.
 2. Throughput of PGD-40 on the same model and images: a bare forward+backward loop (the limit,
    no projection or bookkeeping), course_utils, torchattacks, ART and foolbox, as images per
-   second and as a ratio to the limit (median of ``--repeats`` runs). Target: course_utils >= 0.9
+   second and as a ratio to the limit (median of ``--repeats`` round-robin runs). Target: course_utils >= 0.9
    of the limit and no slower than the three libraries.
 Prints markdown tables; the README quotes them with the machine they ran on.
 """
@@ -89,15 +89,16 @@ def main():
         print(f"| {r.threat} | {r.n} | {100 * r.accuracy:.1f}% | {100 * lo:.1f}-{100 * hi:.1f} | {target} |")
 
     xt, yt = x[: args.throughput_images], y[: args.throughput_images]
-    timings = {}
-    for name, run in runners(model, xt, yt).items():
+    runs = runners(model, xt, yt)
+    times = {name: [] for name in runs}
+    for run in runs.values():
         run()  # warm-up
-        times = []
-        for _ in range(args.repeats):
+    for _ in range(args.repeats):  # round-robin, so a slow spell of the machine hits every implementation
+        for name, run in runs.items():
             t0 = time.perf_counter()
             run()
-            times.append(time.perf_counter() - t0)
-        timings[name] = statistics.median(times)
+            times[name].append(time.perf_counter() - t0)
+    timings = {name: statistics.median(t) for name, t in times.items()}
     limit = timings["bare forward+backward (limit)"]
     print(f"\nPGD-{STEPS} (L-inf eps {EPS}, step {ALPHA}, random start), {len(xt)} images, one batch, median of {args.repeats}")
     print("| implementation | seconds | images/s | ratio to the limit |\n|---|---|---|---|")

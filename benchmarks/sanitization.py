@@ -65,7 +65,7 @@ def main():
     args = parser.parse_args()
     seed_everything(0)
     P, device = get_profile(), get_device()
-    print(describe(), "| machine note: 2-core CPU shared with other jobs, timings inflated")
+    print(describe(), "| timings depend on what else runs on the machine; say so when you quote them")
     times = []
     train_set, test_set = data.load_dataset("mnist", "train"), data.load_dataset("mnist", "test")
     std = timed(times, "standard model (train or load)", lambda: load_models(P, device, train_set))

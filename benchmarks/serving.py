@@ -89,7 +89,7 @@ def main():
 
     base = rows[0][1]
     print(f"\n{args.requests} requests, {args.clients} concurrent clients, loopback; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs (shared with other jobs: numbers inflated)\n")
+          f"{os.cpu_count()} CPUs; client and server share them\n")
     print("| service | req/s | ratio to bare | p50 ms | p95 ms | 5xx | non-200 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, rps, p50, p95, bad, non200 in rows:
