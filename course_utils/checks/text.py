@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import compare
+from . import call_learner, compare
 from ..text import attacks, ibp, sanitize
 
 WORDS = ("movie", "boring", "a", "ok", "terrific", "aab", "see")
@@ -16,11 +16,7 @@ def check_swap_typos(learner_swap_typos):
     """learner_swap_typos(word) must list every adjacent-character swap, in position order, no repeats, not the word."""
     worst = 0
     for word in WORDS:
-        try:
-            got = learner_swap_typos(word)
-        except NotImplementedError:
-            print("[swap_typos] not implemented yet: write the function above, then run this cell again")
-            raise AssertionError("swap_typos: not implemented") from None
+        got = call_learner("swap_typos", learner_swap_typos, word)
         expected = attacks.swap_typos(word)
         if list(got) != expected:
             print(f"[swap_typos] {word!r}: got {got}, expected {expected}: FAILED")
