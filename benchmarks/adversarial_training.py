@@ -6,11 +6,11 @@
 - speed:   CPU time per training image of each recipe, extrapolated to its training run (an estimate
            of the unloaded training time that a shared machine cannot measure directly).
 
-- mnist:   the robust MNIST model of ``recipes.robust_model("mnist")`` (trained and cached): clean,
+- mnist:   the robust MNIST model of ``zoo.robust_model("mnist")`` (trained and cached): clean,
            weak PGD-20 (step 0.01, 1 start), PGD-50 (step 0.01) x R restarts and AutoAttack (standard,
            torchattacks) at eps = 0.3 on 1,000 test images; the gradient-masking checks. Target
            (quick, 2-core CPU): >= 98% clean, >= 88% PGD-50 x 10, trained in < 10 minutes.
-- cifar10: the same for ``recipes.robust_model("cifar10")`` at eps = 8/255 (PGD-20 step 2/255).
+- cifar10: the same for ``zoo.robust_model("cifar10")`` at eps = 8/255 (PGD-20 step 2/255).
            Target (quick): >= 55% clean, >= 32% PGD-20, trained in < 10 minutes.
 - art:     project p1: ART's AdversarialTrainer (ratio 0.5) and AdversarialTrainerMadryPGD against the
            course's trainer on the same pretrained model, data, attack, epochs and optimizer.
@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from course_utils import attacks, recipes, training
+from course_utils import attacks, training, zoo
 from course_utils.adversarial_training import TrainingAttack, autoattack, robustness_ladder
 from course_utils.config import cache_dir, describe, get_profile, seed_everything
 from course_utils.data import load_dataset, make_loader, subset_tensors
@@ -57,7 +57,7 @@ def robust_part(dataset, aa_images, restarts):
     eps, step, weak_steps = (0.3, 0.01, 20) if dataset == "mnist" else (8 / 255, 2 / 255, 20)
     strong_steps = 50
     with Timer() as t:
-        model, history, r = recipes.robust_model(dataset)
+        model, history, r = zoo.robust_model(dataset)
     trained_now = history is not None and t.wall > 5
     print(f"\n## {dataset}: recipe {r}")
     if history is not None:
@@ -98,7 +98,7 @@ def art_part(epochs=1, n_ft=None, n_test=None):
     P = get_profile()
     eps, step, steps = 8 / 255, 2 / 255, P.pick(smoke=2, quick=5, full=7)
     n_ft, lr, batch = n_ft or P.pick(smoke=256, quick=4000, full=50_000), 0.01, 128
-    base, _ = recipes.standard_model("cifar10")
+    base, _ = zoo.standard_model("cifar10")
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     xtr, ytr = subset_tensors(train, n_ft, seed=7)
     x, y = subset_tensors(test, n_test or P.n_test, seed=0)
@@ -165,8 +165,8 @@ def speed_part(batches=10):
 
     rows = []
     for dataset, shape in (("mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))):
-        r = recipes.recipe(dataset)
-        model = recipes.build(r)
+        r = zoo.recipe(dataset)
+        model = zoo.build(r)
         opt, _ = training.make_optimizer(model, r["lr"], optimizer=r["optimizer"], schedule="constant")
         attack = TrainingAttack(r["kind"], r["eps"], r["alpha"], r["steps"])
         g = torch.Generator().manual_seed(0)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils import attacks, certify, data, ibp, models, training
+from course_utils import attacks, certify, data, models, training
 from course_utils.config import cache_dir, get_device, get_profile, seed_everything
 from course_utils.evaluation import EvalResult
 
@@ -64,7 +64,7 @@ def ibp_model(P, device):
 
     def train(model):
         loader = data.make_loader(train_set, batch_size=128, n=n_train, seed=SEED)
-        ibp.ibp_fit(model, loader, epochs=epochs, eps=eps_train)
+        certify.ibp_fit(model, loader, epochs=epochs, eps=eps_train)
 
     return training.cached_model(f"mnist_ibp_eps{eps_train}_{P.name}_{epochs}_{n_train}", models.mnist_small_cnn,
                                  train, device=device).eval()
@@ -135,9 +135,9 @@ def bench_ibp(P, device, images):
     with torch.no_grad():
         clean = int((model(x).argmax(1) == y).sum())
     t0 = time.perf_counter()
-    ver, _ = ibp.verified_accuracy(model, x, y, IBP_EPS)
+    ver, _ = certify.verified_accuracy(model, x, y, IBP_EPS)
     ours_s = time.perf_counter() - t0
-    ver_naive, _ = ibp.verified_accuracy(model, x, y, IBP_EPS, elide=False)
+    ver_naive, _ = certify.verified_accuracy(model, x, y, IBP_EPS, elide=False)
     x_adv = torch.cat([attacks.pgd(model, x[i:i + 250], y[i:i + 250], IBP_EPS, 0.01, 40) for i in range(0, len(x), 250)])
     with torch.no_grad():
         robust = int((model(x_adv).argmax(1) == y).sum())
@@ -156,7 +156,7 @@ def bench_ibp(P, device, images):
         t0 = time.perf_counter()
         b = art.predict_intervals(x.cpu().numpy(), bounds=IBP_EPS / std, limits=[-mean / std, (1 - mean) / std], batch_size=250)
         art_s = time.perf_counter() - t0
-        lower, upper = ibp.interval_bounds(model, x, IBP_EPS)
+        lower, upper = certify.interval_bounds(model, x, IBP_EPS)
         art_ver = art.certify(b, y.cpu().numpy())
         out["vs_art"] = {"max_abs_bound_diff": float(max(np.abs(b[:, 0] - lower.detach().cpu().numpy()).max(),
                                                          np.abs(b[:, 1] - upper.detach().cpu().numpy()).max())),

@@ -2,7 +2,7 @@
 
     COURSE_DATA_DIR=../shared/data python benchmarks/foundations.py [--images 1000] [--repeats 3]
 
-1. Accuracy: the standard MNIST CNN of notebook 03 (``recipes.standard_model("mnist", "quick")``,
+1. Accuracy: the standard MNIST CNN of notebook 03 (``zoo.standard_model("mnist", "quick")``,
    loaded from the cache the notebook writes, else trained here): clean accuracy and robust accuracy under PGD-40
    (L-inf eps 0.3, step 0.01, one random start) on ``--images`` stratified test images.
    Targets: clean >= 99.0%, PGD-40 < 2%.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_utils import attacks, data, evaluation, recipes
+from course_utils import attacks, data, evaluation, zoo
 from course_utils.config import get_device, seed_everything
 
 EPS, ALPHA, STEPS, SEED = 0.3, 0.01, 40, 0
@@ -73,7 +73,7 @@ def main():
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {device}, torch {torch.__version__}\n")
 
     t0 = time.time()
-    model, r = recipes.standard_model("mnist", "quick", device=device, progress=False)
+    model, r = zoo.standard_model("mnist", "quick", device=device, progress=False)
     t_model = time.time() - t0
     x, y = data.subset_tensors(data.load_dataset("mnist", "test"), args.images, seed=SEED)
     x, y = x.to(device), y.to(device)
@@ -82,7 +82,7 @@ def main():
     robust = evaluation.evaluate(model, (x, y), attack=lambda m, a, b: attacks.pgd(m, a, b, EPS, ALPHA, STEPS, generator=gen),
                                  threat=evaluation.threat_string("PGD", norm="linf", eps=EPS, alpha=ALPHA, steps=STEPS, restarts=1),
                                  progress=False)
-    print(f"standard CNN, recipes.STANDARD['mnist']['quick'] = {r}; model ready in {t_model:.0f} s (cached or trained)")
+    print(f"standard CNN, zoo.STANDARD['mnist']['quick'] = {r}; model ready in {t_model:.0f} s (cached or trained)")
     print("| threat model | images | accuracy | 95% CI | target |\n|---|---|---|---|---|")
     for r, target in ((clean, ">= 99.0%"), (robust, "< 2%")):
         lo, hi = r.ci

@@ -17,7 +17,7 @@ import time
 import pandas as pd
 import torch
 
-from course_utils import adaptive_attacks, attacks, data, defenses, models, purification, training
+from course_utils import attacks, data, models, sanitization, training
 from course_utils.config import describe, get_device, get_profile, seed_everything
 
 EPS = 0.3  # L-infinity radius (pixels), MNIST standard
@@ -78,70 +78,70 @@ def main():
     threat = f"Linf eps={EPS}, PGD steps={steps} alpha={ALPHA}"
     print(f"calibration images {n_cal}, evaluation images {n_eval}, adaptive images {n_ad}, CW images {n_cw}; {threat}")
 
-    squeezers = defenses.paper_squeezers("mnist")
-    det = timed(times, "calibrate squeezing detector", lambda: defenses.SqueezeDetector(std, squeezers).fit_threshold(x_cal, FPR))
+    squeezers = sanitization.paper_squeezers("mnist")
+    det = timed(times, "calibrate squeezing detector", lambda: sanitization.SqueezeDetector(std, squeezers).fit_threshold(x_cal, FPR))
     fpr_eval = det.detect(x).float().mean().item()
     rows = []
     x_fgsm = timed(times, "FGSM", lambda: attacks.fgsm(std, x, y, EPS))
-    rows.append(defenses.detection_report(std, det, x, y, x_fgsm, "FGSM eps=0.3"))
+    rows.append(sanitization.detection_report(std, det, x, y, x_fgsm, "FGSM eps=0.3"))
     x_pgd = timed(times, f"PGD-{steps}", lambda: attacks.pgd(std, x, y, EPS, ALPHA, steps, restarts=P.restarts))
-    rows.append(defenses.detection_report(std, det, x, y, x_pgd, f"PGD-{steps} eps=0.3"))
-    auc = defenses.roc_points(det.score(x), det.score(x_pgd))[2]
+    rows.append(sanitization.detection_report(std, det, x, y, x_pgd, f"PGD-{steps} eps=0.3"))
+    auc = sanitization.roc_points(det.score(x), det.score(x_pgd))[2]
     if not args.skip_cw:  # ART's CW-L2 (CW-Linf is too slow on this CPU: > 10 min for 20 images)
         kw = dict(max_iter=P.pick(smoke=3, quick=20, full=100), binary_search_steps=P.pick(smoke=1, quick=3, full=9),
                   learning_rate=0.1, initial_const=1.0, batch_size=n_cw)
-        x_cw = timed(times, "CW-L2 (ART)", lambda: adaptive_attacks.carlini_wagner(std, x[:n_cw], "l2", **kw))
-        rows.append(defenses.detection_report(std, det, x[:n_cw], y[:n_cw], x_cw, f"CW-L2 (ART, {kw['max_iter']} it.)"))
+        x_cw = timed(times, "CW-L2 (ART)", lambda: interop.carlini_wagner(std, x[:n_cw], "l2", **kw))
+        rows.append(sanitization.detection_report(std, det, x[:n_cw], y[:n_cw], x_cw, f"CW-L2 (ART, {kw['max_iter']} it.)"))
 
     # ART's FeatureSqueezing computes the same 1-bit squeezer
     from art.defences.preprocessor import FeatureSqueezing
     art_bits = torch.from_numpy(FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=1)(x_pgd.cpu().numpy())[0])
-    art_gap = (art_bits - defenses.bit_depth(x_pgd, 1).cpu()).abs().max().item()
+    art_gap = (art_bits - sanitization.bit_depth(x_pgd, 1).cpu()).abs().max().item()
 
     # adaptive attacks, on the first n_ad evaluation images
     xa, ya = x[:n_ad], y[:n_ad]
-    bpda_model = adaptive_attacks.BPDAModel(std, squeezers["bit depth 1"])
+    bpda_model = sanitization.BPDAModel(std, squeezers["bit depth 1"])
     x_bpda = timed(times, "BPDA-PGD vs 1-bit squeezed classifier",
                    lambda: attacks.pgd(bpda_model, xa, ya, EPS, ALPHA, ad_steps))
     with torch.no_grad():
         acc_squeezed_pgd = (bpda_model(x_pgd[:n_ad]).argmax(1) == ya).float().mean().item()
         acc_squeezed_bpda = (bpda_model(x_bpda).argmax(1) == ya).float().mean().item()
     x_ad = timed(times, f"adaptive PGD-{ad_steps} vs detector (standard model)",
-                 lambda: adaptive_attacks.adaptive_pgd(std, det, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
-    rows.append(defenses.detection_report(std, det, xa, ya, x_ad, f"adaptive PGD-{ad_steps} x{n_targets} eps=0.3"))
+                 lambda: sanitization.adaptive_pgd(std, det, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
+    rows.append(sanitization.detection_report(std, det, xa, ya, x_ad, f"adaptive PGD-{ad_steps} x{n_targets} eps=0.3"))
     big = 0.5  # the budget at which 1-bit squeezing no longer holds (pixels can cross 0.5)
     x_pgd_big = attacks.pgd(std, xa, ya, big, big / 30, steps)
-    rows.append(defenses.detection_report(std, det, xa, ya, x_pgd_big, f"PGD-{steps} eps={big}"))
+    rows.append(sanitization.detection_report(std, det, xa, ya, x_pgd_big, f"PGD-{steps} eps={big}"))
     x_ad_big = timed(times, f"adaptive PGD-{ad_steps} eps={big}",
-                     lambda: adaptive_attacks.adaptive_pgd(std, det, xa, ya, big, big / 30, ad_steps, n_targets=n_targets))
-    rows.append(defenses.detection_report(std, det, xa, ya, x_ad_big, f"adaptive PGD-{ad_steps} x{n_targets} eps={big}"))
+                     lambda: sanitization.adaptive_pgd(std, det, xa, ya, big, big / 30, ad_steps, n_targets=n_targets))
+    rows.append(sanitization.detection_report(std, det, xa, ya, x_ad_big, f"adaptive PGD-{ad_steps} x{n_targets} eps={big}"))
 
     # defense in depth: FGSM-RS model + its own squeezing detector
     rob = timed(times, "FGSM-RS model (train or load)", lambda: load_models(P, device, train_set, robust=True))
-    det_rob = defenses.SqueezeDetector(rob, squeezers).fit_threshold(x_cal, FPR)
+    det_rob = sanitization.SqueezeDetector(rob, squeezers).fit_threshold(x_cal, FPR)
     x_pgd_rob = timed(times, "PGD vs FGSM-RS model", lambda: attacks.pgd(rob, x, y, EPS, ALPHA, steps, restarts=P.restarts))
-    rob_rows = [defenses.detection_report(rob, det_rob, x, y, x_pgd_rob, f"[FGSM-RS model] PGD-{steps}")]
+    rob_rows = [sanitization.detection_report(rob, det_rob, x, y, x_pgd_rob, f"[FGSM-RS model] PGD-{steps}")]
     x_ad_rob = timed(times, "adaptive PGD vs FGSM-RS + detector",
-                     lambda: adaptive_attacks.adaptive_pgd(rob, det_rob, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
-    rob_rows.append(defenses.detection_report(rob, det_rob, xa, ya, x_ad_rob, f"[FGSM-RS model] adaptive PGD-{ad_steps}"))
+                     lambda: sanitization.adaptive_pgd(rob, det_rob, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
+    rob_rows.append(sanitization.detection_report(rob, det_rob, xa, ya, x_ad_rob, f"[FGSM-RS model] adaptive PGD-{ad_steps}"))
 
     # MagNet-style autoencoder detector on the standard model
-    ae = purification.magnet_autoencoder(1).to(device)
-    timed(times, "train autoencoder", lambda: purification.train_autoencoder(
+    ae = sanitization.magnet_autoencoder(1).to(device)
+    timed(times, "train autoencoder", lambda: sanitization.train_autoencoder(
         ae, data.make_loader(train_set, 128, n=P.pick(smoke=2_000, quick=20_000, full=60_000), seed=0),
         epochs=P.pick(smoke=1, quick=3, full=20), progress=False))
-    det_ae = purification.ReconstructionDetector(ae).fit_threshold(x_cal, FPR)
-    ae_rows = [defenses.detection_report(std, det_ae, x, y, x_pgd, f"[MagNet detector] PGD-{steps}")]
+    det_ae = sanitization.ReconstructionDetector(ae).fit_threshold(x_cal, FPR)
+    ae_rows = [sanitization.detection_report(std, det_ae, x, y, x_pgd, f"[MagNet detector] PGD-{steps}")]
     x_ad_ae = timed(times, "adaptive PGD vs MagNet detector",
-                    lambda: adaptive_attacks.adaptive_pgd(std, det_ae, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
-    ae_rows.append(defenses.detection_report(std, det_ae, xa, ya, x_ad_ae, f"[MagNet detector] adaptive PGD-{ad_steps}"))
+                    lambda: sanitization.adaptive_pgd(std, det_ae, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
+    ae_rows.append(sanitization.detection_report(std, det_ae, xa, ya, x_ad_ae, f"[MagNet detector] adaptive PGD-{ad_steps}"))
 
     pd.set_option("display.width", 200)
     print(f"\nclean accuracy: standard {(std(x).argmax(1) == y).float().mean():.3f}, FGSM-RS {(rob(x).argmax(1) == y).float().mean():.3f}"
           f" ({n_eval} images)")
     print(f"squeezing detector: threshold {det.threshold:.3f} for {FPR:.0%} FPR on {n_cal} calibration images; "
           f"FPR on {n_eval} held-out clean images {fpr_eval:.3f}; ROC AUC vs PGD {auc:.3f}")
-    print(f"ART FeatureSqueezing(bit_depth=1) vs defenses.bit_depth: max |difference| {art_gap:.1e}")
+    print(f"ART FeatureSqueezing(bit_depth=1) vs sanitization.bit_depth: max |difference| {art_gap:.1e}")
     print(f"1-bit squeezed classifier accuracy ({n_ad} images): vs PGD transferred from the bare model {acc_squeezed_pgd:.3f}, "
           f"vs BPDA-PGD-{ad_steps} {acc_squeezed_bpda:.3f}")
     print("\n" + markdown(pd.DataFrame(rows + rob_rows + ae_rows)))

@@ -33,7 +33,7 @@ from course_utils import data
 from course_utils.config import cache_dir
 from course_utils.serving import course_model, export_model
 from course_utils.serving.client import ApiClient, ServiceProcess
-from course_utils.serving.validation import encode_png
+from course_utils.serving.uploads import encode_png
 
 
 def run_load(url, pngs, clients):

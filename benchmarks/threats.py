@@ -3,7 +3,7 @@
     COURSE_DATA_DIR=../shared/data python benchmarks/threats.py [--profile quick]
 
 Same data, models, sizes and cache keys as notebook 01 (a victim ``mnist_small_cnn`` trained with
-``threat_demos.train_classifier``; the attacker queries half of the MNIST test set, agreement is
+``threats.train_classifier``; the attacker queries half of the MNIST test set, agreement is
 measured on the other half). Prints markdown tables with wall and process CPU time; nothing is
 asserted. Published for comparison (other models, data and query strategies, so only the shape
 compares): Tramer et al. 2016 extract logistic regressions and small networks with near-100%
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from course_utils import threat_demos
+from course_utils import threats
 from course_utils.config import describe, get_device, get_profile, seed_everything
 from course_utils.data import load_dataset, subset_tensors
 from course_utils.models import mnist_small_cnn
@@ -63,13 +63,13 @@ def main():
     torch.manual_seed(0)
     victim, w, c = timed(lambda: cached_model(
         f"threats_victim_{P.name}", build,
-        lambda m: threat_demos.train_classifier(m, x_train.to(device), y_train.to(device), epochs, progress=False),
+        lambda m: threats.train_classifier(m, x_train.to(device), y_train.to(device), epochs, progress=False),
         meta={"n_train": n_victim, "epochs": epochs}).to(device))
-    acc = (threat_demos.predict(victim, eval_x) == eval_y).float().mean().item()
+    acc = (threats.predict(victim, eval_x) == eval_y).float().mean().item()
     print(f"\nvictim: {n_victim} images x {epochs} epochs, test accuracy {acc:.3f} on {n_eval} images "
           f"(load or train: {w:.1f} s wall, {c:.1f} s CPU)")
 
-    ext, w, c = timed(lambda: threat_demos.extraction_curve(
+    ext, w, c = timed(lambda: threats.extraction_curve(
         victim, build, pool_x, eval_x, eval_y, budgets, epochs=P.pick(smoke=1, quick=3, full=10),
         min_steps=P.pick(smoke=2, quick=60, full=300)))
     print(f"\n### Model extraction, label-only API ({P.name} profile; {w:.1f} s wall, {c:.1f} s CPU)\n")
@@ -80,10 +80,10 @@ def main():
             return victim
         torch.manual_seed(0)
         return cached_model(f"threats_backdoor_{fraction:g}_{P.name}", build,
-                            lambda m: threat_demos.train_classifier(m, xp.to(device), yp.to(device), epochs, progress=False),
+                            lambda m: threats.train_classifier(m, xp.to(device), yp.to(device), epochs, progress=False),
                             meta={"fraction": fraction, "n_train": n_victim}).to(device)
 
-    bd, w, c = timed(lambda: threat_demos.backdoor_table(train_poisoned, x_train, y_train, eval_x, eval_y, fractions))
+    bd, w, c = timed(lambda: threats.backdoor_table(train_poisoned, x_train, y_train, eval_x, eval_y, fractions))
     print(f"\n### BadNets backdoor, 3x3 trigger -> class 0 ({P.name} profile; {w:.1f} s wall, {c:.1f} s CPU, "
           "cached models are loaded, not retrained)\n")
     print(markdown(bd.round(3)))

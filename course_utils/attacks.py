@@ -9,6 +9,15 @@ kept apart from the optimizer:
 - ``random_init(x, eps, norm)``: a uniform point of the ball.
 - ``fgsm``: one step of length eps from x (Goodfellow et al. 2015).
 - ``pgd``: projected gradient descent on the loss with random restarts (Madry et al. 2018).
+- ``AttackConfig``: a threat model as a value (norm, eps) with the attack that probes it (kind,
+  alpha, steps, restarts, random start). Calling it runs the attack; ``str()`` is the threat-model
+  string printed next to every number (``"PGD linf eps=0.3 alpha=0.01 steps=40 restarts=1"``).
+  Training, evaluation, the gradient-masking checklist, the widgets and the notebooks pass it.
+
+The step size is ``alpha`` everywhere (Madry et al.'s symbol; torchattacks' name). Its one
+default for PGD is ``default_alpha(eps, steps) = 2.5 * eps / steps``, the rule of MadryLab's
+``robustness`` library (its ``attack_lr`` guidance): the steps can travel 2.5 radii, enough to
+reach the far side of the ball from a random start and move along its boundary.
 
 All take ``x``: (B, C, H, W) float in [0, 1] and ``y``: (B,) class indices, and return adversarial
 inputs in [0, 1] with ``||x_adv - x|| <= eps``. eps is in pixel units (0.3 on MNIST, 8/255 on
@@ -16,7 +25,7 @@ CIFAR-10). Models are run in eval mode and restored afterwards.
 """
 from __future__ import annotations
 
-import contextlib
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +95,9 @@ def _check(model, x, y, eps, norm):
     return y
 
 
-def _eval(model):
-    return eval_mode(model) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
+def default_alpha(eps: float, steps: int) -> float:
+    """The course's one PGD step-size default: ``2.5 * eps / steps`` (MadryLab ``robustness``)."""
+    return 2.5 * eps / steps
 
 
 def _cross_entropy(logits, y):
@@ -101,7 +111,7 @@ def fgsm(model, x, y, eps: float, norm: str = "linf", targeted: bool = False, lo
     it is the fast gradient method ``x + eps * g / ||g||_2``. Targeted: descend towards label y.
     """
     y = _check(model, x, y, eps, norm)
-    with _eval(model):
+    with eval_mode(model):
         zero = torch.zeros_like(x)
         grad, _, _ = _loss_grad(model, x, zero, y, targeted, loss_fn)
         delta = project(ascent_step(zero, grad, eps, norm), eps, norm)
@@ -134,7 +144,7 @@ def pgd(
     check_nonnegative(alpha, "alpha")
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
-    with _eval(model):
+    with eval_mode(model):
         best = x.detach().clone()
         best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
         for _ in range(restarts):
@@ -153,3 +163,79 @@ def pgd(
                 best[better] = (x + delta)[better]
                 best_score = torch.where(better, score, best_score)
         return best.detach()
+
+
+KINDS = ("fgsm", "fgsm_rs", "pgd")
+_LABELS = {"fgsm": "FGSM", "fgsm_rs": "FGSM-RS", "pgd": "PGD"}
+
+
+def format_number(v) -> str:
+    """0.0313725 -> '8/255' (CIFAR-style radii), 0.3 -> '0.3', 40 -> '40'."""
+    if isinstance(v, float) and 0 < v < 1 and abs(v * 255 - round(v * 255)) < 1e-6 and v * 255 >= 1:
+        return f"{round(v * 255)}/255" if round(v * 255) % 51 else f"{v:g}"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """A threat model and the attack that probes it: ``cfg(model, x, y) -> x_adv``; ``str(cfg)`` is the threat model.
+
+    kind: ``"pgd"`` (``steps`` steps of ``alpha`` from a random start, Madry et al. 2018),
+    ``"fgsm"`` (one step of eps from x, Goodfellow et al. 2015) or ``"fgsm_rs"`` (a random start,
+    then one step of alpha: "fast" adversarial training, Wong, Rice & Kolter 2020). alpha defaults:
+    ``default_alpha(eps, steps)`` for pgd, eps for fgsm, 1.25 eps for fgsm_rs (Wong et al. 2020).
+    eps and alpha are in pixel units; eps = 0 returns x unchanged. ``generator`` seeds the random
+    starts (it is not part of the threat model: not compared, not printed).
+    """
+
+    eps: float
+    steps: int = 10
+    alpha: float | None = None
+    norm: str = "linf"
+    restarts: int = 1
+    random_start: bool = True
+    kind: str = "pgd"
+    targeted: bool = False
+    generator: torch.Generator | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        check_nonnegative(self.eps, "eps")
+        check_norm(self.norm)
+        check_positive_int(self.restarts, "restarts")
+        if self.kind != "pgd":
+            object.__setattr__(self, "steps", 1)
+            object.__setattr__(self, "random_start", self.kind == "fgsm_rs")
+        check_positive_int(self.steps, "steps")
+        if self.alpha is None:
+            alpha = {"fgsm": self.eps, "fgsm_rs": 1.25 * self.eps}.get(self.kind) or default_alpha(self.eps, self.steps)
+            object.__setattr__(self, "alpha", alpha)
+        check_nonnegative(self.alpha, "alpha")
+
+    @classmethod
+    def fgsm(cls, eps: float, norm: str = "linf") -> "AttackConfig":
+        """FGSM (Goodfellow et al. 2015): one step of length eps from x."""
+        return cls(eps, kind="fgsm", norm=norm)
+
+    def replace(self, **changes) -> "AttackConfig":
+        """A copy with some fields changed; alpha is recomputed from its default unless given."""
+        if "alpha" not in changes and ("eps" in changes or "steps" in changes):
+            changes["alpha"] = None
+        return replace(self, **changes)
+
+    def __call__(self, model, x, y):
+        if self.eps == 0:
+            return x
+        if self.kind == "fgsm" and self.alpha == self.eps:
+            return fgsm(model, x, y, self.eps, self.norm, targeted=self.targeted)
+        return pgd(model, x, y, self.eps, self.alpha, self.steps, self.norm, random_start=self.random_start,
+                   restarts=self.restarts, targeted=self.targeted, generator=self.generator)
+
+    def __str__(self):
+        parts = [_LABELS[self.kind] + (" targeted" if self.targeted else ""), self.norm, f"eps={format_number(self.eps)}"]
+        if self.kind != "fgsm" or self.alpha != self.eps:
+            parts.append(f"alpha={format_number(self.alpha)}")
+        if self.kind == "pgd":
+            parts += [f"steps={self.steps}", f"restarts={self.restarts}"] + ([] if self.random_start else ["start=x"])
+        return " ".join(parts)

@@ -14,6 +14,8 @@ from statsmodels.stats.proportion import proportion_confint
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .attacks import AttackConfig, format_number
+from .interop import autoattack
 from .validation import check_images, check_labels, eval_mode
 
 
@@ -61,17 +63,20 @@ def _batches(data, batch_size):
 
 
 def threat_string(attack_name: str = "clean", **params) -> str:
-    """``threat_string("PGD", norm="linf", eps=0.3, steps=40, restarts=1)`` -> ``"PGD linf eps=0.3 steps=40 restarts=1"``."""
+    """``threat_string("AutoAttack", norm="linf", eps=8/255)`` -> ``"AutoAttack linf eps=8/255"``.
+
+    For attacks that are not an ``attacks.AttackConfig`` (whose ``str()`` is its threat model).
+    """
     if attack_name == "clean":
         return "clean"
-    return " ".join([attack_name] + [f"{k}={_fmt(v)}" if k != "norm" else str(v) for k, v in params.items()])
+    return " ".join([attack_name] + [f"{k}={format_number(v)}" if k != "norm" else str(v) for k, v in params.items()])
 
 
-def _fmt(v):
-    """0.0313725 -> '8/255' (CIFAR-style radii), 0.3 -> '0.3'."""
-    if isinstance(v, float) and 0 < v < 1 and abs(v * 255 - round(v * 255)) < 1e-6 and v * 255 >= 1:
-        return f"{round(v * 255)}/255" if round(v * 255) % 51 else f"{v:g}"
-    return f"{v:g}" if isinstance(v, float) else str(v)
+def describe_attack(attack) -> str:
+    """The threat-model string of ``attack``: ``str(attack)`` for an ``AttackConfig``, else "attack"."""
+    if attack is None:
+        return "clean"
+    return str(attack) if isinstance(attack, AttackConfig) else "attack"
 
 
 @torch.no_grad()
@@ -83,14 +88,17 @@ def evaluate(model, data, attack=None, threat: str | None = None, batch_size: in
              progress: bool = True, alpha: float = 0.05) -> EvalResult:
     """Accuracy of ``model`` on ``data``, clean or under ``attack(model, x, y) -> x_adv``.
 
+    attack: an ``attacks.AttackConfig`` (its threat model is the result's ``threat``) or any
+    callable (then pass ``threat``, the string printed next to the number).
     data: DataLoader, Dataset or ``(x, y)`` with x (N, C, H, W) in [0, 1]. Examples move to
     ``device`` (default: the model's). The model is evaluated in eval mode and restored.
     """
     device = device or next(iter(model.parameters())).device
     batches, total = _batches(data, batch_size)
+    threat = threat or describe_attack(attack)
     correct = n = 0
     with eval_mode(model):
-        bar = tqdm(batches, total=total, disable=not progress, desc=threat or ("attack" if attack else "clean"), leave=False)
+        bar = tqdm(batches, total=total, disable=not progress, desc=threat, leave=False)
         for x, y in bar:
             x, y = x.to(device), y.to(device)
             if attack is not None:
@@ -98,22 +106,28 @@ def evaluate(model, data, attack=None, threat: str | None = None, batch_size: in
             correct += (_predict(model, x) == y).sum().item()
             n += len(y)
             bar.set_postfix(acc=f"{correct / n:.3f}")
-    return EvalResult(correct, n, threat or ("attack" if attack else "clean"), alpha)
+    return EvalResult(correct, n, threat, alpha)
 
 
-def epsilon_sweep(model, data, epsilons, make_attack, name: str = "PGD", progress: bool = True, **kwargs):
-    """Robust accuracy for each eps: ``make_attack(eps)`` returns an ``attack(model, x, y)``.
+def epsilon_sweep(model, data, epsilons, attack, progress: bool = True, **kwargs):
+    """Robust accuracy for each eps under ``attack`` (an ``AttackConfig``) with its eps replaced.
 
-    Returns a DataFrame with columns eps, accuracy, ci_low, ci_high, images (eps = 0 is clean).
+    alpha follows eps (the config's default rule, or the same alpha / eps ratio when alpha was set).
+    Returns a DataFrame with columns eps, accuracy, ci_low, ci_high, images, threat model (eps = 0 is clean).
     """
     import pandas as pd
 
+    ratio = attack.alpha / attack.eps if attack.eps > 0 else None
     rows = []
-    for eps in tqdm(list(epsilons), desc=f"{name} sweep", disable=not progress):
-        attack = None if eps == 0 else make_attack(eps)
-        r = evaluate(model, data, attack, threat=f"{name} eps={eps:g}", progress=False, **kwargs)
-        rows.append({"eps": eps, **{k: v for k, v in r.row().items() if k != "threat model"}})
+    for eps in tqdm(list(epsilons), desc=f"{_label(attack)} sweep", disable=not progress):
+        cfg = None if eps == 0 else attack.replace(eps=eps, alpha=ratio * eps if ratio is not None else None)
+        r = evaluate(model, data, cfg, progress=False, **kwargs)
+        rows.append({"eps": eps, **{k: v for k, v in r.row().items() if k != "threat model"}, "threat model": r.threat})
     return pd.DataFrame(rows)
+
+
+def _label(attack: AttackConfig) -> str:
+    return str(attack).split(" ")[0]
 
 
 def results_table(results, **columns):
@@ -126,10 +140,11 @@ def results_table(results, **columns):
     return df
 
 
-def gradient_masking_checks(model, x, y, eps: float, alpha: float, steps: int = 40, restarts: int = 5,
-                            norm: str = "linf", large_eps: float | None = None, seed: int = 0):
+def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5, large_eps: float | None = None,
+                            seed: int = 0):
     """The sanity checks of notebook 03 (Athalye et al. 2018; Carlini et al. 2019, "On Evaluating
-    Adversarial Robustness"), on one batch ``x`` (B, C, H, W) in [0, 1]:
+    Adversarial Robustness"), on one batch ``x`` (B, C, H, W) in [0, 1] under ``attack`` (a PGD
+    ``AttackConfig``, e.g. ``AttackConfig(0.3, steps=40)``):
 
     1. iterative beats single-step: PGD accuracy <= FGSM accuracy;
     2. more steps never help the model: PGD with ``steps`` <= PGD with ``steps // 4``;
@@ -143,23 +158,56 @@ def gradient_masking_checks(model, x, y, eps: float, alpha: float, steps: int = 
     """
     import pandas as pd
 
-    from . import attacks
-
+    steps, norm = attack.steps, attack.norm
     large_eps = large_eps if large_eps is not None else (0.5 if norm == "linf" else 10.0)
 
-    def acc(x_adv):
-        return evaluate(model, (x_adv, y), progress=False).accuracy
+    def acc(cfg):
+        cfg = cfg.replace(generator=torch.Generator().manual_seed(seed)) if cfg.kind == "pgd" else cfg
+        return evaluate(model, (x, y), cfg, progress=False).accuracy
 
-    pgd = lambda e, s, r: attacks.pgd(model, x, y, e, alpha if e == eps else 2.5 * e / s, s, norm=norm,  # noqa: E731
-                                      restarts=r, generator=torch.Generator().manual_seed(seed))
     few = max(steps // 4, 1)
-    a_fgsm = acc(attacks.fgsm(model, x, y, eps, norm=norm))
-    a_few, a_pgd, a_restarts = acc(pgd(eps, few, 1)), acc(pgd(eps, steps, 1)), acc(pgd(eps, steps, restarts))
-    a_large = acc(pgd(large_eps, steps, 1))
+    single = attack.replace(restarts=1)
+    a_fgsm = acc(AttackConfig.fgsm(attack.eps, norm))
+    a_few, a_pgd = acc(single.replace(steps=few, alpha=attack.alpha)), acc(single)
+    a_restarts = acc(single.replace(restarts=restarts))
+    a_large = acc(single.replace(eps=large_eps))
     rows = [
         ("iterative beats single-step", f"FGSM vs PGD-{steps}", a_fgsm, a_pgd, a_pgd <= a_fgsm),
         ("more steps never help the model", f"PGD-{few} vs PGD-{steps}", a_few, a_pgd, a_pgd <= a_few),
         ("restarts never help the model", f"PGD-{steps} x1 vs x{restarts}", a_pgd, a_restarts, a_restarts <= a_pgd),
         ("accuracy reaches 0 as eps grows", f"PGD-{steps} at eps={large_eps:g}", float("nan"), a_large, a_large <= 0.02),
     ]
-    return pd.DataFrame(rows, columns=["check", "comparison", "weaker attack", "stronger attack", "passed"])
+    df = pd.DataFrame(rows, columns=["check", "comparison", "weaker attack", "stronger attack", "passed"])
+    df.attrs["threat model"] = str(single)
+    return df
+
+
+def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Accuracy per true class: (num_classes,) float, NaN for a class absent from y. pred, y: (N,) ints."""
+    pred, y = torch.as_tensor(pred).flatten(), torch.as_tensor(y).flatten()
+    if pred.shape != y.shape:
+        raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+    hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, (pred == y).double())
+    counts = torch.bincount(y, minlength=num_classes).double()
+    return torch.where(counts > 0, hits / counts.clamp_min(1), torch.tensor(float("nan"), dtype=torch.float64))
+
+
+def robustness_ladder(model, data, eps: float, weak: AttackConfig | None = None, strong: AttackConfig | None = None,
+                      auto: bool = True, num_classes: int = 10, batch_size: int = 250, progress: bool = True,
+                      generator=None):
+    """Clean, weak PGD, strong PGD and AutoAttack accuracy on the same images: a list of ``EvalResult``.
+
+    weak / strong: ``AttackConfig``s (default: PGD-20 and PGD-50 x 10 restarts at ``eps`` with the
+    default step). Each result carries its threat model and a 95% Clopper-Pearson interval.
+    """
+    weak = weak or AttackConfig(eps, steps=20, generator=generator)
+    strong = strong or AttackConfig(eps, steps=50, restarts=10, generator=generator)
+    out = [evaluate(model, data, threat="clean", batch_size=batch_size, progress=False)]
+    for name, cfg in (("weak", weak), ("strong", strong)):
+        r = evaluate(model, data, cfg, batch_size=batch_size, progress=progress)
+        r.threat = f"{r.threat} ({name})"
+        out.append(r)
+    if auto:
+        out.append(evaluate(model, data, autoattack(eps, num_classes=num_classes), batch_size=batch_size, progress=progress,
+                            threat=threat_string("AutoAttack (standard)", norm="linf", eps=eps)))
+    return out

@@ -24,7 +24,7 @@ WRONG, RIGHT = "tab:red", "black"
 NORM_COLORS = {"l1": "tab:blue", "l2": "tab:orange", "linf": "tab:green"}  # the same colour for a norm in every plot
 
 
-def _as_images(x, name="x") -> np.ndarray:
+def as_images(x, name="x") -> np.ndarray:
     """x: (B, C, H, W) tensor in [0, 1], C in {1, 3} -> numpy (B, H, W) or (B, H, W, 3)."""
     check_images(x, name)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
@@ -42,7 +42,7 @@ def _grid(nrows, ncols, scale):
     return fig, axes
 
 
-def _imshow(ax, img):
+def imshow(ax, img):
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
 
 
@@ -51,7 +51,7 @@ def show_images(x, titles=None, ncols: int = 8, scale: float = 1.5, title_colors
 
     x: (B, C, H, W) tensor in [0, 1], C = 1 or 3. Returns the Figure.
     """
-    imgs = _as_images(x)
+    imgs = as_images(x)
     ncols = check_positive_int(ncols, "ncols")
     if titles is not None and len(titles) != len(imgs):
         raise ValueError(f"titles must have one entry per image ({len(imgs)}), got {len(titles)}")
@@ -60,14 +60,14 @@ def show_images(x, titles=None, ncols: int = 8, scale: float = 1.5, title_colors
     fig, axes = _grid(max(1, math.ceil(n / cols)), cols, scale)
     for i, img in enumerate(imgs):
         ax = axes.flat[i]
-        _imshow(ax, img)
+        imshow(ax, img)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9, color=title_colors[i] if title_colors else RIGHT)
     fig.tight_layout()
     return fig
 
 
-def _model_device(model):
+def model_device(model):
     try:
         return next(iter(model.parameters())).device
     except (StopIteration, AttributeError):
@@ -77,7 +77,7 @@ def _model_device(model):
 @torch.no_grad()
 def predict_proba(model, x) -> torch.Tensor:
     """softmax(model(x)) on the model's device, in eval mode (restored after). Returns (B, K) on CPU."""
-    device = _model_device(model)
+    device = model_device(model)
     if isinstance(model, torch.nn.Module):
         with eval_mode(model):
             return torch.softmax(model(x.to(device)), dim=1).cpu()
@@ -99,8 +99,8 @@ def adversarial_grid(model, x, x_adv, classes, n: int = 8, y=None, scale: float 
     perturbation is rescaled to [0, 1] for display (grey = 0) and titled with its L-inf and L2
     norms. x, x_adv: (B, C, H, W) in [0, 1]. Returns the Figure.
     """
-    _as_images(x, "x")
-    _as_images(x_adv, "x_adv")
+    as_images(x, "x")
+    as_images(x_adv, "x_adv")
     if x.shape != x_adv.shape:
         raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
     n = min(check_positive_int(n, "n"), len(x))
@@ -111,14 +111,14 @@ def adversarial_grid(model, x, x_adv, classes, n: int = 8, y=None, scale: float 
     reference = p_clean.argmax(1) if y is None else torch.as_tensor(y)[:n].cpu()
     delta = x_adv - x
     fig, axes = _grid(3, n, scale)
-    clean_imgs, adv_imgs, delta_imgs = _as_images(x), _as_images(x_adv), _as_images(perturbation_image(delta))
+    clean_imgs, adv_imgs, delta_imgs = as_images(x), as_images(x_adv), as_images(perturbation_image(delta))
     for i in range(n):
         for row, (imgs, probs) in enumerate(((clean_imgs, p_clean), (adv_imgs, p_adv))):
             conf, pred = probs[i].max(0)
-            _imshow(axes[row, i], imgs[i])
+            imshow(axes[row, i], imgs[i])
             wrong = (row == 1 or y is not None) and int(pred) != int(reference[i])
             axes[row, i].set_title(f"{classes[int(pred)]} ({100 * conf:.0f}%)", fontsize=9, color=WRONG if wrong else RIGHT)
-        _imshow(axes[2, i], delta_imgs[i])
+        imshow(axes[2, i], delta_imgs[i])
         d = delta[i].flatten()
         axes[2, i].set_title(f"Linf {d.abs().max():.3f}\nL2 {d.norm():.2f}", fontsize=8)
     for row, label in enumerate(("clean", "adversarial", "perturbation")):
@@ -241,7 +241,7 @@ def plot_decision_boundary_2d(predict_fn, xlim, ylim, points=None, labels=None, 
     grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
     if isinstance(predict_fn, torch.nn.Module):
         with eval_mode(predict_fn):
-            out = predict_fn(grid.to(_model_device(predict_fn))).cpu()
+            out = predict_fn(grid.to(model_device(predict_fn))).cpu()
     else:
         out = torch.as_tensor(predict_fn(grid)).cpu()
     classes = out.argmax(1) if out.ndim == 2 else out.long()

@@ -14,7 +14,7 @@ import torch
 
 from . import attacks
 from .validation import check_images, check_labels, check_nonnegative, check_norm, check_positive_int
-from .viz import _as_images, _imshow, _model_device, perturbation_image, predict_proba, prediction_bars
+from .viz import as_images, imshow, model_device, perturbation_image, predict_proba, prediction_bars
 
 ATTACKS = ("fgsm", "pgd")
 ALPHA_FACTOR = 2.5  # alpha = 2.5 * eps / steps (Madry et al. 2018): the walk can cross the ball and back
@@ -39,7 +39,7 @@ def explorer_state(model, x, y, index: int, eps: float, steps: int, norm: str = 
     norm = check_norm(norm)
     if attack not in ATTACKS:
         raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
-    device = _model_device(model)
+    device = model_device(model)
     xi, yi = x[index:index + 1].to(device), y[index:index + 1].to(device)
     if eps == 0:
         x_adv = xi.clone()
@@ -72,7 +72,7 @@ def explorer_figure(x_clean, state: dict, classes, norm: str = "linf"):
     titles.append(f"perturbation (grey = 0)\nLinf {d.abs().max():.3f}  L2 {d.norm():.2f}")
     wrong = (state["pred_clean"] != state["label"], state["pred_adv"] != state["label"], False)
     for ax, img, title, bad in zip(axes[:3], images, titles, wrong):
-        _imshow(ax, _as_images(img[None].clamp(0, 1))[0])
+        imshow(ax, as_images(img[None].clamp(0, 1))[0])
         ax.set_title(title, fontsize=9, color="tab:red" if bad else "black")
         ax.axis("off")
     prediction_bars(state["probs_clean"], classes, true=state["label"], ax=axes[3], title="clean")

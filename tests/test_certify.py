@@ -1,4 +1,4 @@
-"""Randomized smoothing (course_utils.certify) and interval bound propagation (course_utils.ibp)."""
+"""Randomized smoothing (course_utils.certify) and interval bound propagation (course_utils.certify)."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ from scipy.stats import beta, norm
 from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
-from course_utils import certify, ibp
+from course_utils import certify
 from course_utils.attacks import pgd
 from course_utils.models import Normalize, mnist_small_cnn
 
@@ -127,7 +127,7 @@ def test_random_points_in_box_stay_inside_bounds(seed):
     net = random_net(seed)
     x = torch.rand(4, 1, 8, 8)
     eps = 0.05
-    lower, upper = ibp.interval_bounds(net, x, eps)
+    lower, upper = certify.interval_bounds(net, x, eps)
     assert (lower <= upper).all()
     with torch.no_grad():
         for _ in range(50):
@@ -144,13 +144,13 @@ def test_random_points_in_box_stay_inside_bounds(seed):
 def test_bounds_collapse_at_zero_eps_and_margin_is_tighter():
     net = random_net(3)
     x = torch.rand(5, 1, 8, 8)
-    lower, upper = ibp.interval_bounds(net, x, 0.0)
+    lower, upper = certify.interval_bounds(net, x, 0.0)
     with torch.no_grad():
         assert torch.allclose(lower, net(x), atol=1e-5) and torch.allclose(upper, net(x), atol=1e-5)
     y = torch.randint(0, 5, (5,))
-    lower, upper = ibp.interval_bounds(net, x, 0.03)
+    lower, upper = certify.interval_bounds(net, x, 0.03)
     naive = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 0.0)
-    elided = ibp.margin_lower_bounds(net, x, y, 0.03)
+    elided = certify.margin_lower_bounds(net, x, y, 0.03)
     assert (elided >= naive - 1e-5).all()
     with torch.no_grad():  # and still sound: true margins are above the bound
         for _ in range(30):
@@ -161,10 +161,10 @@ def test_bounds_collapse_at_zero_eps_and_margin_is_tighter():
 
 def test_unsupported_layer_is_named():
     with pytest.raises(ValueError, match="MaxPool2d"):
-        ibp.interval_bounds(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), torch.rand(1, 1, 6, 6), 0.1)
+        certify.interval_bounds(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), torch.rand(1, 1, 6, 6), 0.1)
     with pytest.raises(ValueError, match="Sequential"):
-        ibp.interval_bounds(nn.Identity(), torch.rand(1, 1, 6, 6), 0.1)
-    assert certify.interval_bounds is ibp.interval_bounds
+        certify.interval_bounds(nn.Identity(), torch.rand(1, 1, 6, 6), 0.1)
+    assert certify.interval_bounds is certify.interval_bounds
 
 
 def test_ibp_training_verifies_and_pgd_never_breaks_a_verified_point():
@@ -175,25 +175,25 @@ def test_ibp_training_verifies_and_pgd_never_breaks_a_verified_point():
     x = torch.rand(n, 1, 4, 4) * 0.2 + 0.2 + 0.4 * y.view(-1, 1, 1, 1)  # class 0 in [0.2, 0.4], 1 in [0.6, 0.8]
     net = nn.Sequential(Normalize((0.5,), (0.25,)), nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
-    hist = ibp.ibp_fit(net, loader, epochs=8, eps=0.05, lr=3e-3, progress=False)
+    hist = certify.ibp_fit(net, loader, epochs=8, eps=0.05, lr=3e-3, progress=False)
     assert hist[-1]["kappa"] == pytest.approx(0.5) and hist[-1]["eps"] == pytest.approx(0.05)
-    ok = ibp.verified(net, x, y, 0.05)
+    ok = certify.verified(net, x, y, 0.05)
     assert ok.float().mean() > 0.5
     x_adv = pgd(net, x[ok], y[ok], eps=0.05, alpha=0.01, steps=20, norm="linf", restarts=2)
     with torch.no_grad():
         assert (net(x_adv).argmax(1) == y[ok]).all()
     # the certificate shrinks with the radius: at 0.3 the two classes' boxes overlap
-    assert ibp.verified(net, x, y, 0.3).float().mean() < ok.float().mean()
+    assert certify.verified(net, x, y, 0.3).float().mean() < ok.float().mean()
 
 
 def test_ibp_schedule():
-    assert ibp.ibp_schedule(0, 100, 0.1) == (0.0, 1.0)
-    eps, kappa = ibp.ibp_schedule(30, 100, 0.1, warmup=0.05, ramp=0.5)
+    assert certify.ibp_schedule(0, 100, 0.1) == (0.0, 1.0)
+    eps, kappa = certify.ibp_schedule(30, 100, 0.1, warmup=0.05, ramp=0.5)
     assert eps == pytest.approx(0.05) and kappa == pytest.approx(0.75)
-    assert ibp.ibp_schedule(99, 100, 0.1) == (pytest.approx(0.1), pytest.approx(0.5))
+    assert certify.ibp_schedule(99, 100, 0.1) == (pytest.approx(0.1), pytest.approx(0.5))
 
 
 def test_mnist_cnn_is_supported():
     with torch.no_grad():
-        lower, upper = ibp.interval_bounds(mnist_small_cnn().eval(), torch.rand(2, 1, 28, 28), 0.1)
+        lower, upper = certify.interval_bounds(mnist_small_cnn().eval(), torch.rand(2, 1, 28, 28), 0.1)
     assert lower.shape == (2, 10) and (upper >= lower).all() and math.isfinite(float(upper.max()))

@@ -1,4 +1,4 @@
-"""Unit tests of input sanitization (course_utils.defenses, purification, adaptive_attacks; notebook 06)."""
+"""Unit tests of input sanitization (course_utils.sanitization, purification, adaptive_attacks; notebook 06)."""
 import functools
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from scipy.ndimage import median_filter
 from torch import nn
 
-from course_utils import adaptive_attacks, attacks, defenses, purification
+from course_utils import attacks, sanitization
 from course_utils.checks import sanitization, strip_solutions
 
 
@@ -25,8 +25,8 @@ def images(n=16, channels=1, seed=0):
 @pytest.mark.parametrize("bits", [1, 2, 5, 8])
 def test_bit_depth_idempotent_in_range_and_on_grid(bits):
     x = images()
-    s = defenses.bit_depth(x, bits)
-    assert torch.equal(defenses.bit_depth(s, bits), s)
+    s = sanitization.bit_depth(x, bits)
+    assert torch.equal(sanitization.bit_depth(s, bits), s)
     assert s.min() >= 0 and s.max() <= 1
     assert len(torch.unique(s)) <= 2 ** bits
     assert (s - x).abs().max() <= 0.5 / (2 ** bits - 1) + 1e-6
@@ -37,7 +37,7 @@ def test_bit_depth_matches_art_feature_squeezing(bits):
     from art.defences.preprocessor import FeatureSqueezing
 
     x = images(channels=3)
-    ours = defenses.bit_depth(x, bits).numpy()
+    ours = sanitization.bit_depth(x, bits).numpy()
     art, _ = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=bits)(x.numpy())
     np.testing.assert_allclose(ours, art, atol=1e-6)
 
@@ -45,13 +45,13 @@ def test_bit_depth_matches_art_feature_squeezing(bits):
 @pytest.mark.parametrize("bad", [0, 9, -1, 2.0, True])
 def test_bit_depth_rejects_bad_bits(bad):
     with pytest.raises(ValueError, match="bits"):
-        defenses.bit_depth(images(), bad)
+        sanitization.bit_depth(images(), bad)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
 def test_median_matches_scipy_and_keeps_range(size):
     x = images(n=3, channels=2)
-    ours = defenses.median_smooth(x, size)
+    ours = sanitization.median_smooth(x, size)
     ref = median_filter(x.numpy(), size=(1, 1, size, size), mode="reflect")
     np.testing.assert_allclose(ours.numpy(), ref, atol=1e-7)
     assert ours.min() >= 0 and ours.max() <= 1 and ours.shape == x.shape
@@ -59,53 +59,53 @@ def test_median_matches_scipy_and_keeps_range(size):
 
 def test_median_idempotent_on_smooth_images():
     const = torch.full((2, 1, 8, 8), 0.3)
-    assert torch.equal(defenses.median_smooth(const, 2), const)
-    assert torch.equal(defenses.median_smooth(images(), 1), images())
+    assert torch.equal(sanitization.median_smooth(const, 2), const)
+    assert torch.equal(sanitization.median_smooth(images(), 1), images())
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, None])
 def test_median_rejects_bad_size(bad):
     with pytest.raises(ValueError, match="size"):
-        defenses.median_smooth(images(), bad)
+        sanitization.median_smooth(images(), bad)
 
 
 def test_squeezers_reject_images_outside_unit_range():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        defenses.median_smooth(images() * 2, 2)
+        sanitization.median_smooth(images() * 2, 2)
 
 
 def test_non_local_means_shape_range_and_constant():
     x = images(n=2, channels=3)
-    out = defenses.non_local_means(x)
+    out = sanitization.non_local_means(x)
     assert out.shape == x.shape and out.dtype == x.dtype and out.min() >= 0 and out.max() <= 1
     const = torch.full((1, 3, 8, 8), 0.6)
-    assert torch.allclose(defenses.non_local_means(const), const, atol=1e-5)
+    assert torch.allclose(sanitization.non_local_means(const), const, atol=1e-5)
     with pytest.raises(ValueError, match="search"):
-        defenses.non_local_means(x, search=4)
+        sanitization.non_local_means(x, search=4)
 
 
 # ---------------------------------------------------------------- calibration and detectors
 @pytest.mark.parametrize("fpr", [0.0, 0.01, 0.05, 0.2])
 def test_threshold_gives_requested_fpr_on_calibration_set(fpr):
     scores = torch.rand(1000, generator=torch.Generator().manual_seed(1))
-    tau = defenses.threshold_for_fpr(scores, fpr)
+    tau = sanitization.threshold_for_fpr(scores, fpr)
     assert (scores > tau).float().mean().item() == pytest.approx(np.floor(fpr * 1000) / 1000)
 
 
 def test_threshold_uses_only_clean_and_rejects_bad_calibration():
     scores = torch.tensor([0.1, 0.2, 0.3, 5.0])
-    assert defenses.threshold_for_fpr(scores, 0.0, is_adversarial=[0, 0, 0, 1]) == pytest.approx(0.3)
+    assert sanitization.threshold_for_fpr(scores, 0.0, is_adversarial=[0, 0, 0, 1]) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="no clean examples"):
-        defenses.threshold_for_fpr(scores, 0.05, is_adversarial=[1, 1, 1, 1])
+        sanitization.threshold_for_fpr(scores, 0.05, is_adversarial=[1, 1, 1, 1])
     with pytest.raises(ValueError, match="no clean examples"):
-        defenses.threshold_for_fpr(torch.tensor([]), 0.05)
+        sanitization.threshold_for_fpr(torch.tensor([]), 0.05)
     with pytest.raises(ValueError, match="fpr"):
-        defenses.threshold_for_fpr(scores, 1.5)
+        sanitization.threshold_for_fpr(scores, 1.5)
 
 
 def test_squeeze_detector_calibrated_fpr_and_interface():
     model = tiny_cnn()
-    det = defenses.SqueezeDetector(model, defenses.paper_squeezers("mnist"))
+    det = sanitization.SqueezeDetector(model, sanitization.paper_squeezers("mnist"))
     x = images(n=200)
     with pytest.raises(ValueError, match="fit_threshold"):
         det.detect(x)
@@ -120,7 +120,7 @@ def test_squeeze_detector_calibrated_fpr_and_interface():
 
 
 def test_stream_flag_rate_tracks_attack_share():
-    df = defenses.stream_flag_rate(torch.zeros(10, dtype=torch.bool), torch.ones(10, dtype=torch.bool),
+    df = sanitization.stream_flag_rate(torch.zeros(10, dtype=torch.bool), torch.ones(10, dtype=torch.bool),
                                    [0.0, 0.5, 1.0], batch=64, generator=torch.Generator().manual_seed(0))
     assert list(df.flagged) == list(df.attack_share) and df.flagged.iloc[0] == 0 and df.flagged.iloc[2] == 1
 
@@ -129,8 +129,8 @@ def test_stream_flag_rate_tracks_attack_share():
 def test_bpda_forward_is_squeezer_and_gradient_is_identity():
     x = images().requires_grad_(True)
     w = torch.randn_like(x)
-    squeeze = functools.partial(defenses.bit_depth, bits=1)
-    out = adaptive_attacks.bpda(x, squeeze)
+    squeeze = functools.partial(sanitization.bit_depth, bits=1)
+    out = sanitization.bpda(x, squeeze)
     assert torch.equal(out, squeeze(x))
     (grad,) = torch.autograd.grad((out * w).sum(), x)
     assert torch.equal(grad, w)  # the identity's gradient, not round()'s zero
@@ -138,9 +138,9 @@ def test_bpda_forward_is_squeezer_and_gradient_is_identity():
 
 def test_detector_aware_model_predicts_extra_class_exactly_when_flagged():
     model = tiny_cnn()
-    det = defenses.SqueezeDetector(model, defenses.paper_squeezers("mnist")).fit_threshold(images(100), fpr=0.3)
+    det = sanitization.SqueezeDetector(model, sanitization.paper_squeezers("mnist")).fit_threshold(images(100), fpr=0.3)
     x = images(50, seed=3)
-    joint = adaptive_attacks.DetectorAwareModel(model, det)
+    joint = sanitization.DetectorAwareModel(model, det)
     with torch.no_grad():
         pred = joint(x).argmax(1)
     assert torch.equal(pred == 4, det.detect(x))
@@ -149,40 +149,40 @@ def test_detector_aware_model_predicts_extra_class_exactly_when_flagged():
 def test_adaptive_attacks_stay_in_ball_and_box():
     model = tiny_cnn()
     x, y = images(20), torch.randint(0, 4, (20,), generator=torch.Generator().manual_seed(0))
-    det = defenses.SqueezeDetector(model, defenses.paper_squeezers("mnist")).fit_threshold(images(100, seed=5))
-    for x_adv in (attacks.pgd(adaptive_attacks.BPDAModel(model, det.squeezers["bit depth 1"]), x, y, 0.1, 0.02, 5),
-                  adaptive_attacks.adaptive_pgd(model, det, x, y, 0.1, 0.02, 5)):
+    det = sanitization.SqueezeDetector(model, sanitization.paper_squeezers("mnist")).fit_threshold(images(100, seed=5))
+    for x_adv in (attacks.pgd(sanitization.BPDAModel(model, det.squeezers["bit depth 1"]), x, y, 0.1, 0.02, 5),
+                  sanitization.adaptive_pgd(model, det, x, y, 0.1, 0.02, 5)):
         assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     with pytest.raises(ValueError, match="threshold"):
-        adaptive_attacks.DetectorAwareModel(model, defenses.ConfidenceDetector(model))
+        sanitization.DetectorAwareModel(model, sanitization.ConfidenceDetector(model))
 
 
 def test_carlini_wagner_via_art_runs():
     x = images(4)
-    x_adv = adaptive_attacks.carlini_wagner(tiny_cnn(), x, "l2", nb_classes=4, max_iter=2, binary_search_steps=1, batch_size=4)
+    x_adv = interop.carlini_wagner(tiny_cnn(), x, "l2", nb_classes=4, max_iter=2, binary_search_steps=1, batch_size=4)
     assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
 
 
 # ---------------------------------------------------------------- MagNet
 def test_magnet_autoencoder_detector_and_purifier():
-    ae = purification.magnet_autoencoder(channels=1)
+    ae = sanitization.magnet_autoencoder(channels=1)
     x = images(8)
     assert ae(x).shape == x.shape
     loader = [(images(16, seed=s), torch.zeros(16)) for s in range(3)]
-    hist = purification.train_autoencoder(ae, loader, epochs=2, lr=1e-2, progress=False)
+    hist = sanitization.train_autoencoder(ae, loader, epochs=2, lr=1e-2, progress=False)
     assert len(hist) == 2
-    det = purification.ReconstructionDetector(ae).fit_threshold(images(50), fpr=0.1)
+    det = sanitization.ReconstructionDetector(ae).fit_threshold(images(50), fpr=0.1)
     assert det.detect(images(50)).float().mean() <= 0.1 + 1e-6
-    assert purification.Purified(tiny_cnn(), ae)(x).shape == (8, 4)
+    assert sanitization.Purified(tiny_cnn(), ae)(x).shape == (8, 4)
     with pytest.raises(ValueError, match="p must"):
-        purification.ReconstructionDetector(ae, p=3)
+        sanitization.ReconstructionDetector(ae, p=3)
 
 
 # ---------------------------------------------------------------- exercise checks can fail
 def test_checks_pass_reference_and_fail_wrong_answers():
-    sanitization.check_bit_depth(defenses.bit_depth)
-    sanitization.check_threshold(defenses.threshold_for_fpr)
-    sanitization.check_bpda(adaptive_attacks.bpda)
+    sanitization.check_bit_depth(sanitization.bit_depth)
+    sanitization.check_threshold(sanitization.threshold_for_fpr)
+    sanitization.check_bpda(sanitization.bpda)
     with pytest.raises(AssertionError):
         sanitization.check_bit_depth(lambda x, b: torch.floor(x * 2 ** b) / 2 ** b)
     with pytest.raises(AssertionError):

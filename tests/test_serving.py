@@ -25,7 +25,7 @@ from course_utils.serving.client import ApiClient, ServiceProcess, ThreadedServe
 from course_utils.serving.layers import Classifier, QueryPatternDetector, knn_distance
 from course_utils.serving.ratelimit import TokenBucketLimiter
 from course_utils.serving.store import FlagStore, read_flags
-from course_utils.serving.validation import UploadError, decode_upload, encode_png
+from course_utils.serving.uploads import UploadError, decode_upload, encode_png
 
 
 @pytest.fixture(scope="module")

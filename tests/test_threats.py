@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import interview, threat_demos, threat_examples
+from course_utils import interview, threats
 from course_utils.checks import threats as threat_checks
 from course_utils.threats import (STRIDE_CATEGORIES, Attacker, Threat, ThreatModel, stride_category,
                                   validate_threat_model)
@@ -106,9 +106,9 @@ def test_risk_and_tables():
     assert tm.stride_table().loc[0, "status"] == "MISSING" and tm.stride_table().loc[0, "threats"] == 0
 
 
-@pytest.mark.parametrize("name", sorted(threat_examples.EXAMPLES))
+@pytest.mark.parametrize("name", sorted(threats.EXAMPLES))
 def test_worked_examples_are_complete(name):
-    tm = threat_examples.EXAMPLES[name]()
+    tm = threats.EXAMPLES[name]()
     assert tm.problems() == []
     assert len(tm.threats) >= 6
 
@@ -155,54 +155,54 @@ def blobs(n=96, seed=0):
 
 def test_stamp_trigger_and_poison():
     x, y = blobs()
-    xs = threat_demos.stamp_trigger(x, size=2, margin=1)
+    xs = threats.stamp_trigger(x, size=2, margin=1)
     assert torch.all(xs[..., 5:7, 5:7] == 1) and torch.equal(xs[..., :5, :], x[..., :5, :])
     assert torch.equal(xs[..., 7, :], x[..., 7, :])  # margin row untouched
-    xp, yp, idx = threat_demos.poison(x, y, 0.25, target=0, generator=torch.Generator().manual_seed(0), size=2)
+    xp, yp, idx = threats.poison(x, y, 0.25, target=0, generator=torch.Generator().manual_seed(0), size=2)
     assert len(idx) == 24 and torch.all(y[idx] != 0) and torch.all(yp[idx] == 0)
     clean = torch.ones(len(x), dtype=torch.bool)
     clean[idx] = False
     assert torch.equal(xp[clean], x[clean]) and torch.equal(yp[clean], y[clean])
     assert torch.all(xp[idx][..., 5:7, 5:7] == 1)
-    assert len(threat_demos.poison(x, y, 0.0, 0)[2]) == 0
+    assert len(threats.poison(x, y, 0.0, 0)[2]) == 0
     with pytest.raises(ValueError, match="fraction"):
-        threat_demos.poison(x, y, 1.5, 0)
+        threats.poison(x, y, 1.5, 0)
     with pytest.raises(ValueError, match="only 64"):
-        threat_demos.poison(x, y, 0.9, 0)
+        threats.poison(x, y, 0.9, 0)
     with pytest.raises(ValueError, match="does not fit"):
-        threat_demos.stamp_trigger(x, size=8)
+        threats.stamp_trigger(x, size=8)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        threat_demos.stamp_trigger(x * 2)
+        threats.stamp_trigger(x * 2)
 
 
 def test_prediction_api_budget_and_agreement():
     x, y = blobs()
     model = tiny_model()
-    api = threat_demos.PredictionAPI(model, budget=50)
+    api = threats.PredictionAPI(model, budget=50)
     labels = api(x[:30])
     assert labels.shape == (30,) and api.queries == 30 and api.remaining == 20
-    assert torch.equal(labels, threat_demos.predict(model, x[:30]))
+    assert torch.equal(labels, threats.predict(model, x[:30]))
     with pytest.raises(PermissionError, match="budget"):
         api(x[:21])
     assert api.queries == 30
-    same = threat_demos.agreement(model, model, x)
+    same = threats.agreement(model, model, x)
     assert same.accuracy == 1.0 and same.n == len(x)
-    assert threat_demos.agreement(model, tiny_model(seed=1), x).accuracy < 1.0
+    assert threats.agreement(model, tiny_model(seed=1), x).accuracy < 1.0
 
 
 def test_extraction_copies_a_trained_victim(one_thread):
     x, y = blobs(192)
     torch.manual_seed(0)
-    victim = threat_demos.train_classifier(tiny_model(), x, y, epochs=30, batch_size=32, lr=1e-2, progress=False)
-    assert (threat_demos.predict(victim, x) == y).float().mean() > 0.95
+    victim = threats.train_classifier(tiny_model(), x, y, epochs=30, batch_size=32, lr=1e-2, progress=False)
+    assert (threats.predict(victim, x) == y).float().mean() > 0.95
     pool, test = blobs(192, seed=1)[0], blobs(96, seed=2)[0]
-    api = threat_demos.PredictionAPI(victim, budget=150)
-    student = threat_demos.extract_model(api, tiny_model(seed=3), pool, 150, epochs=1, min_steps=100, lr=1e-2,
+    api = threats.PredictionAPI(victim, budget=150)
+    student = threats.extract_model(api, tiny_model(seed=3), pool, 150, epochs=1, min_steps=100, lr=1e-2,
                                          progress=False)
     assert api.queries == 150
-    assert threat_demos.agreement(victim, student, test).accuracy > 0.9
+    assert threats.agreement(victim, student, test).accuracy > 0.9
     with pytest.raises(ValueError, match="exceeds"):
-        threat_demos.extract_model(api, tiny_model(), pool, 1000)
+        threats.extract_model(api, tiny_model(), pool, 1000)
 
 
 def test_trigger_success_counts_only_non_target_images():
@@ -217,9 +217,9 @@ def test_trigger_success_counts_only_non_target_images():
             triggered = (x[:, 0, 5:7, 5:7] == 1).flatten(1).all(1)
             return torch.stack([triggered.float(), 1 - triggered.float(), torch.zeros(len(x))], 1)
 
-    res = threat_demos.trigger_success(AlwaysZeroWithTrigger(), x, y, target=0, size=2)
+    res = threats.trigger_success(AlwaysZeroWithTrigger(), x, y, target=0, size=2)
     assert res.n == int((y != 0).sum()) and res.accuracy == 1.0
-    res = threat_demos.trigger_success(AlwaysZeroWithTrigger(), x, y, target=1, size=2)
+    res = threats.trigger_success(AlwaysZeroWithTrigger(), x, y, target=1, size=2)
     assert res.accuracy == 0.0
 
 

@@ -153,7 +153,7 @@ def test_ladder_on_a_tiny_model():
 
 def test_per_class_accuracy_and_disjoint_split():
     from course_utils.adversarial_training import per_class_accuracy
-    from course_utils.recipes import split_indices
+    from course_utils.zoo import split_indices
 
     acc = per_class_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), classes=4)
     assert acc[:3].tolist() == [1.0, 1.0, 0.5] and torch.isnan(acc[3])

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from course_utils import checks, viz, widgets  # noqa: E402
+from course_utils import checks, viz, widgets# noqa: E402
 from course_utils.attacks import lp_norm  # noqa: E402
 
 CLASSES = [str(i) for i in range(10)]

@@ -5,7 +5,7 @@ import functools
 
 import torch
 
-from .. import adaptive_attacks, defenses
+from .. import sanitization
 from . import compare
 
 
@@ -16,25 +16,25 @@ def _images(generator, batch=4, shape=(1, 6, 6)):
 
 
 def check_bit_depth(learner_bit_depth, bits_list=(1, 3, 5)):
-    """learner_bit_depth(x, bits) must equal ``defenses.bit_depth`` for each ``bits``."""
+    """learner_bit_depth(x, bits) must equal ``sanitization.bit_depth`` for each ``bits``."""
     for bits in bits_list:
         compare(f"bit_depth bits={bits}", lambda x: learner_bit_depth(x, bits),
-                lambda x: defenses.bit_depth(x, bits), lambda g: (_images(g),), tol=1e-6)
+                lambda x: sanitization.bit_depth(x, bits), lambda g: (_images(g),), tol=1e-6)
 
 
 def check_threshold(learner_threshold, fpr: float = 0.05):
-    """learner_threshold(scores, fpr) -> tau must equal ``defenses.threshold_for_fpr`` (at most fpr of scores > tau)."""
+    """learner_threshold(scores, fpr) -> tau must equal ``sanitization.threshold_for_fpr`` (at most fpr of scores > tau)."""
     def inputs(g):
         n = int(torch.randint(40, 200, (1,), generator=g))
         return (torch.rand(n, generator=g) ** 2,)
 
     return compare(f"threshold fpr={fpr}", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
-                   lambda s: torch.as_tensor(defenses.threshold_for_fpr(s, fpr)), inputs, tol=1e-6)
+                   lambda s: torch.as_tensor(sanitization.threshold_for_fpr(s, fpr)), inputs, tol=1e-6)
 
 
 def check_bpda(learner_bpda):
     """learner_bpda(x, transform): forward value transform(x), gradient of the identity (checked together)."""
-    squeeze = functools.partial(defenses.bit_depth, bits=2)
+    squeeze = functools.partial(sanitization.bit_depth, bits=2)
 
     def value_and_grad(fn, x, w):
         x = x.clone().requires_grad_(True)
@@ -49,4 +49,4 @@ def check_bpda(learner_bpda):
         return _images(g), torch.randn(4, 1, 6, 6, generator=g)
 
     return compare("bpda", lambda x, w: value_and_grad(learner_bpda, x, w),
-                   lambda x, w: value_and_grad(adaptive_attacks.bpda, x, w), inputs, tol=1e-6)
+                   lambda x, w: value_and_grad(sanitization.bpda, x, w), inputs, tol=1e-6)

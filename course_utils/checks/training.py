@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .. import attacks, training
-from ..adversarial_training import per_class_accuracy
+from ..evaluation import per_class_accuracy
 from . import call_learner, check_value, compare
 from .attacks import tiny_classifier
 

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     from .app import Service, ServiceConfig, create_app
     from .modelfile import ModelFileError, load_service_model
-    from .validation import UploadLimits
+    from .uploads import UploadLimits
 
     try:
         model, meta = load_service_model(args.model)

@@ -35,7 +35,7 @@ from .layers import Classifier, QueryPatternDetector, squeeze_detector
 from .metrics import CONTENT_TYPE, Metrics
 from .ratelimit import TokenBucketLimiter
 from .store import FlagStore
-from .validation import UploadError, UploadLimits, decode_upload
+from .uploads import UploadError, UploadLimits, decode_upload
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MULTIPART_OVERHEAD = 64 * 1024  # bytes allowed on top of the image for multipart headers

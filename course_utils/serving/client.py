@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from .metrics import scrape
-from .validation import encode_png
+from .uploads import encode_png
 
 HOST = "127.0.0.1"
 

@@ -1,7 +1,7 @@
 """The defense layers behind ``POST /predict`` (project p4), each small and testable on its own.
 
 - ``squeeze_detector(model, dataset, threshold)``: the feature-squeezing detector of notebook 06
-  (Xu, Evans & Qi, NDSS 2018), i.e. ``defenses.SqueezeDetector`` with the paper's squeezers and a
+  (Xu, Evans & Qi, NDSS 2018), i.e. ``sanitization.SqueezeDetector`` with the paper's squeezers and a
   threshold tau calibrated offline for a false-positive rate (stored in the checkpoint's sidecar).
 - ``Classifier``: the answer, either argmax f(x) or the smoothed classifier g of Cohen, Rosenfeld &
   Kolter (2019) via ``certify.Smooth.predict``, which abstains (label -1) when the top class does not
@@ -24,14 +24,11 @@ from collections import OrderedDict, deque
 import torch
 import torch.nn.functional as F
 
-from .. import defenses
+from .. import sanitization
 
-ABSTAIN = -1  # certify.ABSTAIN (certify is imported only when smoothing is on: scipy is slow to import)
-
-
-def squeeze_detector(model, dataset: str = "mnist", threshold: float | None = None) -> defenses.SqueezeDetector:
+def squeeze_detector(model, dataset: str = "mnist", threshold: float | None = None) -> sanitization.SqueezeDetector:
     """Xu et al.'s detector for ``dataset`` with threshold tau (None: call ``fit_threshold`` yourself)."""
-    det = defenses.SqueezeDetector(model, defenses.paper_squeezers(dataset))
+    det = sanitization.SqueezeDetector(model, sanitization.paper_squeezers(dataset))
     if threshold is not None:
         det.threshold = float(threshold)
     return det
@@ -59,7 +56,7 @@ class Classifier:
         if self.smooth is None:
             return int(self.model(x).argmax(1)[0]), False
         label = self.smooth.predict(x[0], self.n, self.alpha, self.batch_size)
-        return int(label), label == ABSTAIN
+        return int(label), label == self.smooth.ABSTAIN
 
 
 def image_signature(x: torch.Tensor, size: int = 7) -> torch.Tensor:

@@ -5,22 +5,16 @@ detector's threshold tau on clean images (at most ``fpr`` of them flagged) and w
 with ``training.save_checkpoint``: a state dict plus a sidecar ``path.json`` holding its SHA-256,
 the architecture name (``models.build_model``) and tau. ``load_service_model(path)`` rebuilds the
 architecture and loads with ``training.load_checkpoint`` (checksum verified, ``weights_only=True``):
-a modified file raises ``ModelFileError`` and the service refuses to start. The sidecar itself is
+a modified file raises ``training.ModelFileError`` and the service refuses to start. The sidecar itself is
 not signed: protect it like the weights (read-only deployment, or an HMAC / signature in production).
 
 ``course_model()``: the adversarially trained MNIST CNN the notebook and the benchmark serve.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from .. import models, training
+from ..training import ModelFileError, load_model_file  # noqa: F401  (ModelFileError: the service's error type)
 from .layers import squeeze_detector
-
-
-class ModelFileError(RuntimeError):
-    """The model file is missing, tampered with or does not fit its architecture."""
 
 
 def export_model(model, path, architecture: str, dataset: str = "mnist", x_calib=None, fpr: float = 0.05,
@@ -36,33 +30,21 @@ def export_model(model, path, architecture: str, dataset: str = "mnist", x_calib
 
 
 def load_service_model(path):
-    """(model in eval mode on the CPU, sidecar dict) from a file written by ``export_model``."""
-    path = Path(path)
-    sidecar = Path(str(path) + ".json")
-    if not path.exists():
-        raise ModelFileError(f"model file {path} does not exist")
-    if not sidecar.exists():
-        raise ModelFileError(f"model file {path} has no checksum sidecar {sidecar.name}: refusing to load an unverified model")
-    try:
-        meta = json.loads(sidecar.read_text())
-        model = models.build_model(meta["architecture"], **meta.get("architecture_kwargs", {}))
-    except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
-        raise ModelFileError(f"sidecar {sidecar} is unreadable or names no known architecture: {e}") from None
-    try:
-        training.load_checkpoint(model, path)
-    except ValueError as e:
-        raise ModelFileError(str(e)) from None
-    return model.eval(), meta
+    """(model in eval mode on the CPU, sidecar dict) from a file written by ``export_model``.
+
+    The course's one safe loader, ``training.load_model_file``, with ``models.build_model``'s
+    architectures; any problem is a ``training.ModelFileError``."""
+    return load_model_file(path, models.build_model)
 
 
 def course_model(profile: str | None = None, device=None, progress: bool = True):
-    """The service's model: notebook 04's adversarially trained MNIST CNN (``recipes.robust_model``).
+    """The service's model: notebook 04's adversarially trained MNIST CNN (``zoo.robust_model``).
 
     Same weights and cache as notebooks 04 and 06 (PGD training in quick, FGSM with a random start
-    in full; see ``course_utils.recipes``). Returns ``(model in eval mode, architecture_kwargs)``:
+    in full; see ``course_utils.zoo``). Returns ``(model in eval mode, architecture_kwargs)``:
     pass the kwargs to ``export_model`` so the service rebuilds the same width.
     """
-    from .. import recipes
+    from .. import zoo
 
-    model = recipes.robust_model("mnist", profile, device=device, progress=progress)[0].eval()
-    return model, {"width": recipes.recipe("mnist", profile)["width"]}
+    model = zoo.robust_model("mnist", profile, device=device, progress=progress)[0].eval()
+    return model, {"width": zoo.recipe("mnist", profile)["width"]}

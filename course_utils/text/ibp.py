@@ -5,7 +5,7 @@ Jia et al. (2019) "Certified robustness to adversarial word substitutions" (EMNL
 Threat model: every word w_i may be replaced by any word of S(w_i) (its allowed synonyms), all
 positions at once. The embedding of position i then lies in the box spanned by {e(w') : w' in
 S(w_i) + {w_i}}, scaled towards e(w_i) by eps in [0, 1] (eps = 1 is the full threat model).
-Boxes [l, u] go through the MLP head with ``course_utils.ibp.layer_bounds`` (Gowal et al. 2018, notebook 08):
+Boxes [l, u] go through the MLP head with ``course_utils.certify.layer_bounds`` (Gowal et al. 2018, notebook 08):
 for Linear(W, b), centre mu = (u + l) / 2 and radius r = (u - l) / 2 map to W mu + b and |W| r; ReLU is monotone.
 
 ``mode="box"`` is plain IBP from the embedding box. ``mode="vertex"`` bounds the first affine
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ibp import layer_bounds
+from ..certify.ibp import layer_bounds
 
 MODES = ("box", "vertex")
 

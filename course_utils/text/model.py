@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from torch.utils.data import TensorDataset
 
+from ..data import make_loader
+from ..training import fit
 from ..validation import eval_mode
 
 
@@ -49,32 +51,18 @@ def train_text_model(model, vocab, texts, labels, epochs: int = 5, lr: float = 3
                      seed: int = 0, loss_fn=None, progress: bool = True, max_len: int = 64):
     """Adam on cross-entropy (or ``loss_fn(model, ids, mask, y, epoch_fraction)``); returns per-epoch losses.
 
-    ``loss_fn`` lets certified training (``ibp.certified_loss``) reuse this loop; ``epoch_fraction``
-    runs from 0 to 1 over training (for Jia et al.'s epsilon / kappa ramp).
+    The course's training loop (``training.fit``) over (ids, mask, y) batches. ``loss_fn`` lets
+    certified training (``ibp.certified_loss``) reuse it; ``epoch_fraction`` runs from 0 to 1 over
+    training (for Jia et al.'s epsilon / kappa ramp).
     """
-    device = next(model.parameters()).device
     ids, mask = vocab.encode(texts, max_len)
     y = torch.as_tensor(labels, dtype=torch.int64)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    steps = epochs * ((len(y) + batch_size - 1) // batch_size)
-    history, step = [], 0
-    for _ in tqdm(range(epochs), desc="epochs", disable=not progress):
-        model.train()
-        perm = torch.randperm(len(y), generator=g)
-        total = 0.0
-        for i in range(0, len(y), batch_size):
-            b = perm[i:i + batch_size]
-            xb, mb, yb = ids[b].to(device), mask[b].to(device), y[b].to(device)
-            if loss_fn is None:
-                loss = F.cross_entropy(model(xb, mb), yb)
-            else:
-                loss = loss_fn(model, xb, mb, yb, step / max(steps - 1, 1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-            step += 1
-        history.append(total / len(y))
-    model.eval()
-    return history
+    loader = make_loader(TensorDataset(ids, mask, y), batch_size=batch_size, shuffle=True, seed=seed)
+    last = max(epochs * len(loader) - 1, 1)
+    hook = None
+    if loss_fn is not None:
+        def hook(m, x, yb, t):
+            return loss_fn(m, x[0], x[1], yb, t * epochs * len(loader) / last), None
+    history = fit(model, loader, epochs, lr=lr, optimizer="adam", weight_decay=0.0, schedule="constant", loss_fn=hook,
+                  progress=progress)
+    return [h["loss"] for h in history]

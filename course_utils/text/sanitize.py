@@ -18,14 +18,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ..sanitization import threshold_for_fpr
 from ..validation import eval_mode
-
-
-def threshold_for_fpr(scores: torch.Tensor, fpr: float) -> float:
-    """tau such that a fraction ``fpr`` of the clean ``scores`` (N,) lies below it (the fpr-quantile)."""
-    if not 0.0 <= fpr <= 1.0:
-        raise ValueError(f"fpr must be in [0, 1], got {fpr!r}")
-    return float(torch.quantile(torch.as_tensor(scores, dtype=torch.float64), fpr))
 
 
 class SpellRepair:
@@ -98,8 +92,10 @@ class OODDetector:
         return sims.topk(min(self.k, sims.shape[1]), dim=1).values.mean(1)
 
     def fit_threshold(self, clean_texts, fpr: float = 0.05) -> float:
-        """Set tau so that a fraction ``fpr`` of ``clean_texts`` (held-out, not the reference) is flagged."""
-        self.threshold = threshold_for_fpr(self.score(clean_texts), fpr)
+        """Set tau so that at most a fraction ``fpr`` of ``clean_texts`` (held-out, not the reference) is flagged.
+
+        A low similarity is suspicious, so the course's rule (high = suspicious) runs on the negated score."""
+        self.threshold = -threshold_for_fpr(-self.score(clean_texts), fpr)
         return self.threshold
 
     def flag(self, texts) -> torch.Tensor:

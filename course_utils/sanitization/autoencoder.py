@@ -3,7 +3,7 @@
 An autoencoder AE trained on clean images only reconstructs what looks like clean data:
 
 - detector: the reconstruction error ||x - AE(x)||_p (mean over pixels) is large off the data
-  manifold (``ReconstructionDetector``, same interface as ``defenses.Detector``);
+  manifold (``ReconstructionDetector``, same interface as ``sanitization.Detector``);
 - purifier ("reformer"): the classifier sees AE(x) instead of x (``Purified(model, ae)``).
 
 Both are differentiable, so an attacker who knows them simply attacks through them
@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .defenses import Detector, _eval
-from .validation import check_images, check_positive_int
+from ..training import fit
+from ..validation import check_images, check_positive_int, eval_mode
+from .squeeze import Detector
 
 
 def magnet_autoencoder(channels: int = 1, width: int = 16, activation=nn.ReLU) -> nn.Sequential:
@@ -41,39 +41,26 @@ def magnet_autoencoder(channels: int = 1, width: int = 16, activation=nn.ReLU) -
 
 
 def train_autoencoder(ae: nn.Module, loader, epochs: int = 1, lr: float = 3e-3, noise: float = 0.1,
-                      weight_decay: float = 1e-9, progress: bool = True, device=None) -> list:
+                      weight_decay: float = 1e-9, progress: bool = True) -> list:
     """Fit AE to clean images: minimise mean ||AE(clip(x + noise * N(0, I))) - x||^2 with Adam.
 
     MagNet trains with Gaussian noise of volume 0.1 and L2 regularisation 1e-9. Labels in the
-    loader are ignored. Returns the mean loss of each epoch.
+    loader are ignored. The course's training loop (``training.fit``) with this loss as its hook.
+    Returns the mean loss of each epoch.
     """
-    epochs = check_positive_int(epochs, "epochs")
-    device = device or next(ae.parameters()).device
-    opt = torch.optim.Adam(ae.parameters(), lr=lr, weight_decay=weight_decay)
-    history = []
-    ae.train()
-    for epoch in range(epochs):
-        total = n = 0
-        bar = tqdm(loader, disable=not progress, desc=f"autoencoder {epoch + 1}/{epochs}", leave=False)
-        for x, _ in bar:
-            x = x.to(device)
-            noisy = (x + noise * torch.randn_like(x)).clamp(0, 1)
-            loss = F.mse_loss(ae(noisy), x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(x)
-            n += len(x)
-            bar.set_postfix(mse=f"{total / n:.4f}")
-        history.append(total / max(n, 1))
-    ae.eval()
-    return history
+    def denoising_loss(model, x, y, t):
+        noisy = (x + noise * torch.randn_like(x)).clamp(0, 1)
+        return F.mse_loss(model(noisy), x), None
+
+    history = fit(ae, loader, check_positive_int(epochs, "epochs"), lr=lr, optimizer="adam", weight_decay=weight_decay,
+                  schedule="constant", loss_fn=denoising_loss, progress=progress, desc="autoencoder")
+    return [h["loss"] for h in history]
 
 
 class ReconstructionDetector(Detector):
     """MagNet's detector: score(x) = mean_i |x_i - AE(x)_i|^p (p = 1 for MNIST, 2 also used).
 
-    Use like every ``defenses.Detector``: ``fit_threshold(x_clean, fpr)``, ``score``, ``detect``.
+    Use like every ``sanitization.Detector``: ``fit_threshold(x_clean, fpr)``, ``score``, ``detect``.
     """
 
     def __init__(self, autoencoder: nn.Module, p: int = 1):
@@ -82,7 +69,7 @@ class ReconstructionDetector(Detector):
         self.autoencoder, self.p = autoencoder, p
 
     def differentiable_score(self, x, through=None):
-        with _eval(self.autoencoder):
+        with eval_mode(self.autoencoder):
             return (x - self.autoencoder(x)).abs().pow(self.p).flatten(1).mean(1)
 
 
@@ -101,5 +88,5 @@ class Purified(nn.Module):
 def reconstruct(autoencoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """AE(x) for x (B, C, H, W) in [0, 1], batched, in eval mode."""
     check_images(x)
-    with _eval(autoencoder):
+    with eval_mode(autoencoder):
         return torch.cat([autoencoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

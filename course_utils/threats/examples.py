@@ -9,7 +9,7 @@ Cartella et al. 2021 (adversarial attacks on tabular fraud detection), Gao et al
 """
 from __future__ import annotations
 
-from .threats import Attacker, Threat, ThreatModel
+from .model import Attacker, Threat, ThreatModel
 
 
 def traffic_sign_classifier() -> ThreatModel:

@@ -17,7 +17,7 @@ import html
 import random
 from dataclasses import dataclass
 
-from .interview_bank import BANK
+from .bank import BANK
 
 
 @dataclass(frozen=True)

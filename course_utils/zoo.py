@@ -1,7 +1,7 @@
 """Adversarial-training recipes shared by notebooks 04 and 05, project p1 and the benchmark.
 
 ``robust_model("mnist")`` trains (or loads from ``cache_dir()/models``) the robust model of the
-current profile with ``adversarial_training.adversarial_fit``, so the notebook and
+current profile with ``training.adversarial_fit``, so the notebook and
 ``benchmarks/adversarial_training.py`` report on the same weights. ``RECIPES`` holds the settings:
 
 - MNIST, eps = 0.3: full = Wong, Rice & Kolter (2020): the small CNN, FGSM with random start
@@ -17,27 +17,37 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .config import cache_dir, get_profile
+from .attacks import AttackConfig
+from .config import cache_dir, get_device, get_profile
+from .training.adversarial import AdversarialTrainingConfig
 
-_MNIST_FULL = dict(model="mnist_small_cnn", width=1, n_train=60_000, epochs=10, batch=100, kind="fgsm_rs", eps=0.3,
-                   alpha=0.375, steps=1, ratio=1.0, ramp=0, lr=5e-3, optimizer="adam", weight_decay=0.0,
-                   n_val=1000, val_steps=10, val_alpha=0.075, patience=None, drop=0.2)
-_CIFAR_FULL = dict(model="preact_resnet18", n_train=50_000, epochs=15, batch=128, kind="fgsm_rs", eps=8 / 255,
-                   alpha=10 / 255, steps=1, ratio=1.0, ramp=0, lr=0.2, optimizer="sgd", weight_decay=5e-4,
-                   n_val=1000, val_steps=10, val_alpha=2 / 255, patience=None, drop=0.2, augment=True)
+_MNIST_FULL = dict(model="mnist_small_cnn", width=1, n_train=60_000, batch=100, n_val=1000,
+                   train=AdversarialTrainingConfig(AttackConfig(0.3, kind="fgsm_rs", alpha=0.375), epochs=10, lr=5e-3,
+                                                   optimizer="adam", weight_decay=0.0, drop=0.2))
+_CIFAR_FULL = dict(model="preact_resnet18", n_train=50_000, batch=128, n_val=1000, augment=True,
+                   train=AdversarialTrainingConfig(AttackConfig(8 / 255, kind="fgsm_rs", alpha=10 / 255), epochs=15, lr=0.2,
+                                                   drop=0.2))
+
+
+def _with(base: dict, train_changes: dict | None = None, **changes) -> dict:
+    """``base`` with some data settings and some ``AdversarialTrainingConfig`` fields changed."""
+    return {**base, **changes, "train": base["train"].replace(**(train_changes or {}))}
+
 
 RECIPES = {
     "mnist": {
-        "smoke": {**_MNIST_FULL, "n_train": 1024, "epochs": 1, "n_val": 64, "val_steps": 3},
+        "smoke": _with(_MNIST_FULL, dict(epochs=1, val_attack=AttackConfig(0.3, steps=3, alpha=0.075)), n_train=1024,
+                       n_val=64),
         # CPU budget: wider CNN, PGD-3 training (3 steps of 0.15 reach any corner of the 0.3-ball from a random
         # start), eps ramped over 2 of 8 epochs, best epoch on a held-out PGD check kept
-        "quick": {**_MNIST_FULL, "width": 2, "kind": "pgd", "steps": 3, "alpha": 0.15, "epochs": 8, "ramp": 2,
-                  "n_val": 500},
+        "quick": _with(_MNIST_FULL, dict(attack=AttackConfig(0.3, steps=3, alpha=0.15), epochs=8, ramp_epochs=2),
+                       width=2, n_val=500),
         "full": _MNIST_FULL,
     },
     "cifar10": {
-        "smoke": {**_CIFAR_FULL, "model": "cifar_small_cnn", "n_train": 512, "epochs": 1, "n_val": 64, "val_steps": 3},
-        "quick": {**_CIFAR_FULL, "model": "cifar_small_cnn", "epochs": 4, "lr": 0.1, "n_val": 500, "augment": False},
+        "smoke": _with(_CIFAR_FULL, dict(epochs=1, val_attack=AttackConfig(8 / 255, steps=3, alpha=2 / 255)),
+                       model="cifar_small_cnn", n_train=512, n_val=64),
+        "quick": _with(_CIFAR_FULL, dict(epochs=4, lr=0.1), model="cifar_small_cnn", n_val=500, augment=False),
         "full": _CIFAR_FULL,
     },
 }
@@ -50,9 +60,14 @@ def recipe(dataset: str, profile: str | None = None) -> dict:
     return dict(RECIPES[dataset][profile or get_profile().name])
 
 
+def recipe_json(r: dict) -> str:
+    """A recipe as canonical JSON (its training config as plain fields): what the cache key hashes."""
+    return json.dumps({**r, "train": r["train"].to_dict()} if "train" in r else r, sort_keys=True)
+
+
 def cache_name(dataset: str, profile: str | None = None) -> str:
     profile = profile or get_profile().name
-    digest = hashlib.sha256(json.dumps(recipe(dataset, profile), sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(recipe_json(recipe(dataset, profile)).encode()).hexdigest()[:10]
     return f"{dataset}_robust_{profile}_{digest}"
 
 
@@ -97,7 +112,8 @@ def _augmented_loader(ds, idx, r, seed):
 
 
 def robust_model(dataset: str, profile: str | None = None, device=None, progress: bool = True):
-    """``(model, history, recipe)``: the adversarially trained model of ``recipe(dataset, profile)``.
+    """``(model, history, recipe)``: the adversarially trained model of ``recipe(dataset, profile)``,
+    on ``device`` (default: ``get_device()``); ``recipe["train"]`` is its ``AdversarialTrainingConfig``.
 
     Loaded from the cache when an intact checkpoint exists (then ``history`` is the saved CSV),
     otherwise trained with ``adversarial_fit`` on ``n_train`` training images, with a PGD check
@@ -106,14 +122,13 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     import pandas as pd
     import torch
 
-    from .adversarial_training import adversarial_fit, curriculum
     from .data import load_dataset, make_loader
-    from .training import cached_model
+    from .training import adversarial_fit, cached_model
 
     r = recipe(dataset, profile)
     name = cache_name(dataset, profile)
     hist_path = cache_dir() / "models" / f"{name}.history.csv"
-    device = device or torch.device("cpu")
+    device = device or get_device()
     holder = {}
 
     def train(model):
@@ -122,16 +137,11 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
         loader = (_augmented_loader(ds, train_idx, r, seed=0) if r.get("augment") else
                   make_loader(torch.utils.data.Subset(ds, train_idx.tolist()), r["batch"], shuffle=True, seed=0))
         xv, yv = ds.tensors(val_idx)  # held out: never trained on
-        sched = curriculum(r["epochs"], r["eps"], r["steps"], ramp_epochs=r["ramp"])
-        res = adversarial_fit(model, loader, r["epochs"], r["eps"], kind=r["kind"], alpha=r["alpha"], steps=r["steps"],
-                              ratio=r["ratio"], schedule=sched, lr=r["lr"], optimizer=r["optimizer"],
-                              weight_decay=r["weight_decay"], val=(xv.to(device), yv.to(device)),
-                              val_steps=r["val_steps"], val_alpha=r["val_alpha"], patience=r["patience"],
-                              drop=r["drop"], progress=progress)
+        res = adversarial_fit(model, loader, r["train"], val=(xv.to(device), yv.to(device)), progress=progress)
         res.history.to_csv(hist_path, index=False)
         holder["result"] = res
 
-    model = cached_model(name, lambda: build(r), train, meta={"recipe": r}, device=device)
+    model = cached_model(name, lambda: build(r), train, meta={"recipe": json.loads(recipe_json(r))}, device=device)
     history = holder["result"].history if "result" in holder else (
         pd.read_csv(hist_path) if hist_path.exists() else None)
     return model.to(device).eval(), history, r
@@ -153,9 +163,8 @@ STANDARD = {  # standard (not robust) models: MNIST for notebook 03, CIFAR-10 fo
 
 def standard_model(dataset: str, profile: str | None = None, device=None, progress: bool = True):
     """``(model, recipe)``: the standard classifier of ``STANDARD[dataset][profile]`` (one-cycle LR),
-    trained once on a seeded stratified subset and cached (the key holds a hash of the recipe)."""
-    import torch
-
+    trained once on a seeded stratified subset and cached (the key holds a hash of the recipe).
+    The model is on ``device`` (default: ``get_device()``)."""
     from .data import load_dataset, make_loader
     from .training import cached_model, fit
 
@@ -171,5 +180,5 @@ def standard_model(dataset: str, profile: str | None = None, device=None, progre
             optimizer=r["optimizer"], weight_decay=r["weight_decay"], progress=progress)
 
     model = cached_model(f"{dataset}_standard_{profile}_{digest}", lambda: build(r), train,
-                         meta={"recipe": r}, device=device or torch.device("cpu"))
+                         meta={"recipe": r}, device=device or get_device())
     return model.eval(), r

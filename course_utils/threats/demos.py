@@ -21,10 +21,10 @@ import math
 import torch
 from torch.utils.data import TensorDataset
 
-from .data import make_loader
-from .evaluation import EvalResult
-from .training import fit
-from .validation import check_images, check_labels, check_nonnegative, check_positive_int, eval_mode
+from ..data import make_loader
+from ..evaluation import EvalResult
+from ..training import fit
+from ..validation import check_images, check_labels, check_nonnegative, check_positive_int, eval_mode
 
 
 @torch.no_grad()

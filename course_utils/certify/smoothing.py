@@ -15,7 +15,7 @@ Also here: ``certify_dataset`` (a table of labels, radii and timings over many i
 Monte-Carlo soft smoothed classifier that attacks differentiate, Salman et al. 2019) and
 ``noise_augment`` (Gaussian data augmentation for training the base classifier).
 Inputs are pixels in [0, 1] (normalization is the model's first layer); sigma and R are in pixel
-units. Interval bound propagation lives in ``course_utils.ibp``.
+units. Interval bound propagation lives in ``certify.ibp``.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 from tqdm.auto import tqdm
 
-from .validation import check_positive_int
+from ..validation import check_positive_int
 
 ABSTAIN = -1
 
@@ -198,6 +198,3 @@ def noise_augment(sigma: float):
         return x + sigma * torch.randn_like(x)
 
     return augment
-
-
-from .ibp import interval_bounds, verified  # noqa: E402,F401  (IBP: course_utils.ibp; re-exported here)

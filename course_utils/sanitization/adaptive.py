@@ -12,8 +12,7 @@ A defense that transforms or screens inputs is evaluated against an attacker who
   G(x) with K + 1 classes, G_K+1(x) = max_j Z_j(x) + kappa (D(x) - tau) / tau, so that
   "argmax G = K + 1" is exactly "the detector flags x". A targeted ``attacks.pgd`` on G towards
   t < K finds inputs classified as t and not flagged (``adaptive_pgd``).
-- ``carlini_wagner``: ART's Carlini-Wagner L2 / L-infinity attacks (Carlini & Wagner 2017b) on a
-  torch model with inputs in [0, 1].
+- Carlini & Wagner's optimisation attack runs through ART: ``course_utils.interop.carlini_wagner``.
 
 All take x: (B, C, H, W) in [0, 1] and return adversarial inputs in [0, 1].
 """
@@ -22,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import attacks
-from .validation import check_images, check_labels, check_positive_int, eval_mode
+from .. import attacks
+from ..validation import check_images, check_labels, check_positive_int, eval_mode
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -125,32 +124,3 @@ def adaptive_pgd(model: nn.Module, detector, x, y, eps: float, alpha: float, ste
         x_adv[idx[keep]] = cand[keep]
         todo[idx[ok]] = False
     return x_adv.detach()
-
-
-def art_classifier(model: nn.Module, input_shape, nb_classes: int = 10):
-    """Wrap a torch model (inputs in [0, 1], normalization inside) as ART's ``PyTorchClassifier``."""
-    from art.estimators.classification import PyTorchClassifier
-
-    device = next(model.parameters()).device
-    return PyTorchClassifier(model=model.eval(), loss=nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
-                             nb_classes=nb_classes, clip_values=(0.0, 1.0),
-                             device_type="gpu" if device.type == "cuda" else "cpu")
-
-
-def carlini_wagner(model: nn.Module, x: torch.Tensor, norm: str = "l2", nb_classes: int = 10, **kwargs) -> torch.Tensor:
-    """Carlini & Wagner (2017b, "Towards evaluating the robustness of neural networks") via ART.
-
-    norm "l2": ``art.attacks.evasion.CarliniL2Method``; "linf": ``CarliniLInfMethod``. kwargs go to
-    the ART attack (confidence, max_iter, binary_search_steps, learning_rate, batch_size, ...).
-    Untargeted. x: (B, C, H, W) in [0, 1] -> x_adv on x.device.
-    """
-    from art.attacks.evasion import CarliniL2Method, CarliniLInfMethod
-
-    check_images(x)
-    if norm not in ("l2", "linf"):
-        raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
-    clf = art_classifier(model, x.shape[1:], nb_classes)
-    kwargs.setdefault("verbose", False)
-    attack = (CarliniL2Method if norm == "l2" else CarliniLInfMethod)(clf, **kwargs)
-    x_adv = attack.generate(x=x.detach().cpu().numpy().astype("float32"))
-    return torch.from_numpy(x_adv).to(device=x.device, dtype=x.dtype).clamp(0, 1)

@@ -9,7 +9,7 @@ squeezed copies s_k(x). Squeezers here take and return x: (B, C, H, W) in [0, 1]
   'reflect' borders.
 - ``non_local_means(x, search, patch, h)``: non-local means denoising (scikit-image), the paper's
   "11-3-2" for colour images. Not differentiable; attacks go through it with BPDA
-  (``adaptive_attacks.bpda``).
+  (``sanitization.bpda``).
 
 Detectors share one interface (``Detector``), kept small so a service can use it:
 ``det.fit_threshold(x_clean, fpr=0.05)`` picks the threshold tau for a false-positive rate,
@@ -21,7 +21,6 @@ adversarial examples pass). The MagNet reconstruction detector is in ``purificat
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .validation import check_images, eval_mode
+from ..validation import check_images, eval_mode
 
 
 # ----------------------------------------------------------------------------- squeezers
@@ -78,7 +77,7 @@ def non_local_means(x: torch.Tensor, search: int = 11, patch: int = 3, h: float 
 
     Xu et al.'s "11-3-2": search window 11 x 11, patch 3 x 3, filter strength 2 (on a 0..255
     scale; h = 2/255 here). x: (B, C, H, W) in [0, 1] -> same shape, in [0, 1], on x.device.
-    Runs on the CPU in NumPy: no gradient (use ``adaptive_attacks.bpda`` to attack through it).
+    Runs on the CPU in NumPy: no gradient (use ``sanitization.bpda`` to attack through it).
     """
     from skimage.restoration import denoise_nl_means
 
@@ -109,9 +108,12 @@ def paper_squeezers(dataset: str) -> dict:
 
 # ----------------------------------------------------------------------------- calibration
 def threshold_for_fpr(scores, fpr: float = 0.05, is_adversarial=None) -> float:
-    """The threshold tau such that at most a fraction ``fpr`` of clean scores exceed it.
+    """The threshold tau such that at most a fraction ``fpr`` of clean scores exceed it: flag ``score > tau``.
 
-    scores: (N,) detector scores of calibration inputs (higher = more suspicious); only the clean
+    The course's one threshold rule (notebook 06, projects p2 and p4). Convention: a higher score is
+    more suspicious. For a score where *low* is suspicious (a similarity), negate it:
+    ``tau = -threshold_for_fpr(-scores, fpr)`` and flag ``score < tau``.
+    scores: (N,) detector scores of calibration inputs; only the clean
     ones (``is_adversarial`` False, or all when it is None) are used. With n clean scores sorted
     in decreasing order s_(0) >= s_(1) >= ..., tau = s_(k) with k = floor(fpr * n), so the
     empirical false-positive rate of ``score > tau`` is k / n (less with ties).
@@ -168,7 +170,7 @@ class SqueezeDetector(Detector):
 
     model: x (B, C, H, W) in [0, 1] -> logits (B, K); squeezers: dict name -> (or list of)
     functions x -> x in [0, 1]. Scores lie in [0, 2]. ``differentiable_score(x, through=...)``
-    lets an attack pass gradients through the squeezers (``through=adaptive_attacks.bpda``).
+    lets an attack pass gradients through the squeezers (``through=sanitization.bpda``).
     """
 
     def __init__(self, model, squeezers):
@@ -187,7 +189,7 @@ class SqueezeDetector(Detector):
         return torch.stack(d, dim=1)
 
     def differentiable_score(self, x, through=None):
-        with _eval(self.model):
+        with eval_mode(self.model):
             return self.distances(x, through).amax(dim=1)
 
 
@@ -198,12 +200,8 @@ class ConfidenceDetector(Detector):
         self.model = model
 
     def differentiable_score(self, x, through=None):
-        with _eval(self.model):
+        with eval_mode(self.model):
             return 1 - F.softmax(self.model(x), dim=1).amax(dim=1)
-
-
-def _eval(model):
-    return eval_mode(model) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
 
 
 def detection_rate(detector: Detector, x_adv: torch.Tensor, mask=None) -> float:
@@ -261,7 +259,7 @@ def detection_report(model, detector: Detector, x, y, x_adv, name: str = "attack
     """
     from statsmodels.stats.proportion import proportion_confint
 
-    with _eval(model):
+    with eval_mode(model):
         keep = (model(x).argmax(1) == y).cpu()
         fooled = (model(x_adv).argmax(1) != y).cpu()[keep]
     flagged = detector.detect(x_adv).cpu()[keep]

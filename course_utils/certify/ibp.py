@@ -23,10 +23,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .models import Normalize
-from .validation import check_images, check_labels
+from ..models import Normalize
+from ..training import fit
+from ..validation import check_images, check_labels
 
 SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, Normalize)
 
@@ -151,31 +151,18 @@ def ibp_fit(model, loader, epochs: int, eps: float, lr: float = 1e-3, warmup: fl
             kappa_end: float = 0.5, progress: bool = True):
     """Train ``model`` with ``ibp_loss`` and ``ibp_schedule`` (Adam, LR x0.1 for the last 20% of steps).
 
-    eps: float or per-feature tensor (its largest entry is reported). Returns a list of per-epoch
-    dicts: loss, clean accuracy, final eps_t and kappa_t.
+    The course's training loop (``training.fit``) with ``ibp_loss`` as its loss hook. eps: float or
+    per-feature tensor (its largest entry is reported). Returns a list of per-epoch dicts: loss,
+    clean accuracy, final eps_t and kappa_t.
     """
-    device = next(model.parameters()).device
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    total, step, history = epochs * len(loader), 0, []
-    for epoch in range(epochs):
-        model.train()
-        tot_loss = correct = n = 0
-        bar = tqdm(loader, desc=f"IBP epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            eps_t, kappa_t = ibp_schedule(step, total, eps, warmup, ramp, kappa_end)
-            for g in opt.param_groups:
-                g["lr"] = lr * (0.1 if step >= 0.8 * total else 1.0)
-            loss, logits = ibp_loss(model, x, y, eps_t, kappa_t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            tot_loss += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-            eps_max = float(torch.as_tensor(eps_t).max())
-            bar.set_postfix(loss=f"{tot_loss / n:.3f}", eps=f"{eps_max:.3f}", kappa=f"{kappa_t:.2f}")
-        history.append({"loss": tot_loss / n, "accuracy": correct / n, "eps": eps_max, "kappa": kappa_t})
-    model.eval()
+    total = epochs * len(loader)
+
+    def loss_fn(m, x, y, t):
+        return ibp_loss(m, x, y, *ibp_schedule(round(t * total), total, eps, warmup, ramp, kappa_end))
+
+    history = fit(model, loader, epochs, lr=lr, optimizer="adam", weight_decay=0.0, schedule="piecewise",
+                  loss_fn=loss_fn, progress=progress, desc="IBP epoch")
+    for e, h in enumerate(history):
+        eps_t, kappa_t = ibp_schedule((e + 1) * len(loader) - 1, total, eps, warmup, ramp, kappa_end)
+        h.update(eps=float(torch.as_tensor(eps_t).max()), kappa=kappa_t)
     return history

@@ -1,0 +1,181 @@
+"""A promotion gate for fraud-model candidates: certify, report, and exit non-zero when short.
+
+    python -m course_utils.fraud.gate --model  (alias: python -m course_utils.gate)
+    python -m course_utils.gate --model PATH --radius R --min-certified-accuracy A \
+        [--min-certified-recall B] [--out DIR] [--n 4000] [--seed 2024]
+
+PATH is a checkpoint written by ``training.save_checkpoint(model, PATH, meta)``: the state dict
+plus the sidecar ``PATH.json`` holding its SHA-256 and ``meta``:
+
+    {"architecture": "fraud_mlp", "architecture_kwargs": {"hidden": 64},
+     "scaler": FeatureScaler.to_dict(), "certifier": "ibp" | "smoothing",
+     "sigma": 0.05 (smoothing only), "name": "...", ...}
+
+The gate owns the evaluation data, so a candidate cannot choose an easy test set: ``--n``
+transactions from ``fraud.make_transactions(seed=--seed)``, scaled with the candidate's scaler.
+R is in model units (see ``fraud.threat_radii``): for ``ibp`` the L-infinity radius on the
+attacker-controlled features (``fraud.CONTROLLED``), verified with interval bounds (exact,
+deterministic); for ``smoothing`` the L2 radius, certified with ``certify.Smooth`` (n0=100,
+n=``--samples``, alpha=0.001). A transaction counts when it is classified correctly *and* certified
+at R. Certified recall is the same over fraud cases only: with 2% fraud, a model that never flags
+fraud has 98% certified accuracy, so gate on both.
+
+Writes ``DIR/report.json`` and ``DIR/report.md``. Exit codes: 0 passed, 1 below a threshold,
+2 bad input (missing, tampered or unreadable model, radius <= 0, threshold outside [0, 1]); a model
+is never reported as passing unless it was loaded intact and certified.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as fraud
+from ..certify.smoothing import Smooth
+from ..evaluation import EvalResult
+from ..certify.ibp import verified
+from ..training import ModelFileError, load_model_file, read_sidecar
+
+ARCHITECTURES = {"fraud_mlp": fraud.fraud_mlp}
+EXIT_PASS, EXIT_SHORT, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class GateError(ModelFileError):
+    """Bad input to the gate (exit code 2): a ``training.ModelFileError`` or a bad gate argument."""
+
+
+def load_candidate(path):
+    """(model in eval mode, meta dict, scaler) from a checkpoint and its sidecar; GateError if anything is off.
+
+    The file checks are the course's one safe loader, ``training.load_model_file``; the gate adds its
+    own sidecar rules (certifier, sigma, scaler)."""
+    try:
+        meta = read_sidecar(path)
+        if meta.get("certifier", "ibp") not in ("ibp", "smoothing"):
+            raise GateError(f"certifier must be 'ibp' or 'smoothing', got {meta.get('certifier')!r}")
+        if meta.get("certifier") == "smoothing" and not (isinstance(meta.get("sigma"), (int, float)) and meta["sigma"] > 0):
+            raise GateError("a smoothing candidate needs 'sigma' > 0 in its sidecar")
+        scaler = fraud.FeatureScaler.from_dict(meta.get("scaler"))
+        model, meta = load_model_file(path, ARCHITECTURES)  # SHA-256 check, weights_only=True
+    except ModelFileError as e:
+        raise GateError(str(e)) from None
+    except (ValueError, TypeError) as e:
+        raise GateError(f"sidecar of {path}: {e}") from None
+    return model, meta, scaler
+
+
+def certify_candidate(model, meta, scaler, radius: float, n: int = 4000, seed: int = 2024, samples: int = 1000):
+    """Certified accuracy and recall of a loaded candidate on the gate's own data; returns a dict."""
+    df = fraud.make_transactions(n, seed=seed)
+    x = torch.from_numpy(scaler.transform(df))
+    y = torch.from_numpy(df["is_fraud"].to_numpy().copy()).long()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    t0 = time.perf_counter()
+    if meta.get("certifier", "ibp") == "ibp":
+        eps = torch.from_numpy(fraud.controlled_mask()) * radius
+        with torch.no_grad():
+            cert = verified(model, x, y, eps) & (pred == y)
+        threat = f"IBP linf eps={radius:g} on {', '.join(fraud.CONTROLLED)} (model units)"
+    else:
+        smooth = Smooth(model, 2, float(meta["sigma"]), generator=torch.Generator().manual_seed(seed))
+        out = [smooth.certify(x[i], 100, samples, 0.001, 2000) for i in range(len(x))]
+        pred = torch.tensor([c for c, _ in out])
+        cert = torch.tensor([c == int(t) and r >= radius for (c, r), t in zip(out, y)])
+        threat = f"randomized smoothing l2 R={radius:g} sigma={meta['sigma']:g} n0=100 n={samples} alpha=0.001"
+    fraud_idx = y == 1
+    acc = EvalResult(int(cert.sum()), len(y), threat)
+    rec = EvalResult(int(cert[fraud_idx].sum()), int(fraud_idx.sum()), threat + " (fraud only)")
+    return {
+        "threat_model": threat, "radius": radius, "transactions": len(y), "fraud_cases": int(fraud_idx.sum()),
+        "data": f"fraud.make_transactions(n={n}, seed={seed}) (synthetic)",
+        "clean_accuracy": float((pred == y).float().mean()),
+        "clean_recall": float((pred[fraud_idx] == 1).float().mean()),
+        "certified_accuracy": acc.accuracy, "certified_accuracy_ci95": acc.ci,
+        "certified_recall": rec.accuracy, "certified_recall_ci95": rec.ci,
+        "certify_seconds": time.perf_counter() - t0,
+        "implied_tolerance": {f: radius * scaler.scale(f) for f in fraud.CONTROLLED},
+    }
+
+
+def markdown_report(report: dict) -> str:
+    mark = "PASSED" if report["passed"] else "FAILED"
+    lo, hi = report["certified_accuracy_ci95"]
+    rlo, rhi = report["certified_recall_ci95"]
+    return "\n".join([
+        f"# Promotion gate: {report['model_name']} {mark}", "",
+        f"- model: `{report['model']}` (SHA-256 `{report['sha256'][:16]}...`)",
+        f"- threat model: {report['threat_model']}",
+        "- radius in feature units (this candidate's scaler): "
+        + ", ".join(f"{f} +-{v:.3g} {fraud.UNITS[f]}" for f, v in report["implied_tolerance"].items()),
+        f"- data: {report['data']}, {report['transactions']} transactions, {report['fraud_cases']} fraud", "",
+        "| metric | value | 95% CI | required |", "| --- | --- | --- | --- |",
+        f"| certified accuracy | {report['certified_accuracy']:.4f} | {lo:.4f}-{hi:.4f} | >= {report['min_certified_accuracy']} |",
+        f"| certified fraud recall | {report['certified_recall']:.4f} | {rlo:.4f}-{rhi:.4f} | >= {report['min_certified_recall']} |",
+        f"| clean accuracy | {report['clean_accuracy']:.4f} | | |",
+        f"| clean fraud recall | {report['clean_recall']:.4f} | | |", "",
+        f"Decision: **{mark}**" + ("" if report["passed"] else f" ({'; '.join(report['reasons'])})"), "",
+    ])
+
+
+def run_gate(model, radius, min_certified_accuracy, min_certified_recall=0.0, out=None, n=4000, seed=2024,
+             samples=1000) -> tuple[int, dict]:
+    """Check inputs, certify, write the reports; returns (exit code, report). Raises GateError on bad input."""
+    for name, v in (("radius", radius),):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise GateError(f"{name} must be a finite number > 0, got {v!r}")
+    for name, v in (("min-certified-accuracy", min_certified_accuracy), ("min-certified-recall", min_certified_recall)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+            raise GateError(f"{name} must be in [0, 1], got {v!r}")
+    if n < 10 or samples < 1:
+        raise GateError(f"n must be >= 10 and samples >= 1, got n={n}, samples={samples}")
+    net, meta, scaler = load_candidate(model)
+    report = {"model": str(model), "model_name": meta.get("name", Path(model).stem), "sha256": meta["sha256"],
+              "certifier": meta.get("certifier", "ibp"), "min_certified_accuracy": min_certified_accuracy,
+              "min_certified_recall": min_certified_recall}
+    report.update(certify_candidate(net, meta, scaler, float(radius), n, seed, samples))
+    reasons = []
+    if report["certified_accuracy"] < min_certified_accuracy:
+        reasons.append(f"certified accuracy {report['certified_accuracy']:.4f} < {min_certified_accuracy}")
+    if report["certified_recall"] < min_certified_recall:
+        reasons.append(f"certified recall {report['certified_recall']:.4f} < {min_certified_recall}")
+    report["passed"], report["reasons"] = not reasons, reasons
+    out = Path(out) if out is not None else Path(model).parent / f"{Path(model).stem}.gate"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown_report(report))
+    return (EXIT_PASS if not reasons else EXIT_SHORT), report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m course_utils.gate", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="checkpoint saved by training.save_checkpoint (with PATH.json)")
+    p.add_argument("--radius", required=True, type=float, help="certification radius in model units (> 0)")
+    p.add_argument("--min-certified-accuracy", required=True, type=float, help="required certified accuracy in [0, 1]")
+    p.add_argument("--min-certified-recall", type=float, default=0.0, help="required certified fraud recall in [0, 1]")
+    p.add_argument("--out", default=None, help="report folder (default: PATH's folder / <stem>.gate)")
+    p.add_argument("--n", type=int, default=4000, help="evaluation transactions (synthetic, owned by the gate)")
+    p.add_argument("--seed", type=int, default=2024, help="seed of the evaluation transactions")
+    p.add_argument("--samples", type=int, default=1000, help="noise samples n per transaction (smoothing)")
+    args = p.parse_args(argv)
+    try:
+        code, report = run_gate(args.model, args.radius, args.min_certified_accuracy, args.min_certified_recall,
+                                args.out, args.n, args.seed, args.samples)
+    except GateError as e:
+        print(f"gate: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # anything unexpected is a refusal too, never a promotion
+        print(f"gate: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(markdown_report(report))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Adapters to the attack libraries the course compares itself with (notebooks 03, 06, project p1).
+
+- ``art_classifier(model, input_shape, num_classes, optimizer=None)``: a torch model (inputs in
+  [0, 1], normalization inside) as ART's ``PyTorchClassifier`` on the model's device; pass an
+  optimizer when ART's trainers (``AdversarialTrainer``) will train it.
+- ``carlini_wagner``: ART's Carlini-Wagner L2 / L-infinity attacks (Carlini & Wagner 2017b).
+- ``autoattack(eps, norm)``: ``attack(model, x, y)`` running torchattacks' AutoAttack (Croce &
+  Hein 2020). The course spells norms ``"linf"`` / ``"l2"``; the library's spelling stays here.
+
+All take x: (B, C, H, W) in [0, 1] and return adversarial inputs in [0, 1] on x's device.
+ART and torchattacks are imported only when an adapter is called.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .validation import check_images, check_norm
+
+_TORCHATTACKS_NORM = {"linf": "Linf", "l2": "L2"}
+
+
+def art_device_type(model: nn.Module) -> str:
+    """ART's ``device_type`` for the device the model's parameters are on: "gpu" for CUDA, else "cpu"."""
+    return "gpu" if next(model.parameters()).device.type == "cuda" else "cpu"
+
+
+def art_classifier(model: nn.Module, input_shape, num_classes: int = 10, optimizer=None):
+    """Wrap a torch model (inputs in [0, 1], normalization inside) as ART's ``PyTorchClassifier``."""
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(model=model.eval(), loss=nn.CrossEntropyLoss(), optimizer=optimizer,
+                             input_shape=tuple(input_shape), nb_classes=num_classes, clip_values=(0.0, 1.0),
+                             device_type=art_device_type(model))
+
+
+def carlini_wagner(model: nn.Module, x: torch.Tensor, norm: str = "l2", num_classes: int = 10, **kwargs) -> torch.Tensor:
+    """Carlini & Wagner (2017b, "Towards evaluating the robustness of neural networks") via ART.
+
+    norm "l2": ``art.attacks.evasion.CarliniL2Method``; "linf": ``CarliniLInfMethod``. kwargs go to
+    the ART attack (confidence, max_iter, binary_search_steps, learning_rate, batch_size, ...).
+    Untargeted. x: (B, C, H, W) in [0, 1] -> x_adv on x.device.
+    """
+    from art.attacks.evasion import CarliniL2Method, CarliniLInfMethod
+
+    check_images(x)
+    check_norm(norm)
+    clf = art_classifier(model, x.shape[1:], num_classes)
+    kwargs.setdefault("verbose", False)
+    attack = (CarliniL2Method if norm == "l2" else CarliniLInfMethod)(clf, **kwargs)
+    x_adv = attack.generate(x=x.detach().cpu().numpy().astype("float32"))
+    return torch.from_numpy(x_adv).to(device=x.device, dtype=x.dtype).clamp(0, 1)
+
+
+def autoattack(eps: float, norm: str = "linf", version: str = "standard", num_classes: int = 10, seed: int = 0):
+    """``attack(model, x, y)`` running torchattacks' AutoAttack (Croce & Hein 2020) on [0, 1] inputs.
+
+    norm: ``"linf"`` or ``"l2"`` (the course's spelling). The attack object is built once per model.
+    """
+    import torchattacks
+
+    check_norm(norm)
+    cache = {}
+
+    def attack(model, x, y):
+        if id(model) not in cache:
+            cache[id(model)] = torchattacks.AutoAttack(model, norm=_TORCHATTACKS_NORM[norm], eps=eps, version=version,
+                                                       n_classes=num_classes, seed=seed)
+        return cache[id(model)](x, y).detach()
+
+    return attack

@@ -1,0 +1,182 @@
+"""Adversarial training (notebooks 04 and 05, project p1): curricula, early stopping, the recipe as a value.
+
+Madry et al. (2018) train on the saddle-point problem ``min_theta E_(x,y) max_{||delta||<=eps} L(f_theta(x + delta), y)``:
+the inner maximization is an ``attacks.AttackConfig`` (``kind`` ``"fgsm"``, ``"fgsm_rs"`` or
+``"pgd"``), the outer one the course's training loop (``training.train_epoch``). This module adds
+what a real run needs:
+
+- ``curriculum(epochs, eps, steps, ramp_epochs)``: per-epoch eps and steps growing from weak to
+  full strength (curriculum adversarial training, Cai et al. 2018).
+- ``AdversarialTrainingConfig``: the whole recipe (attack, epochs, mixing ratio, curriculum,
+  optimizer, held-out check, early stopping) as one frozen value, printed and hashed as a recipe.
+- ``adversarial_fit(model, loader, config, val=...)``: epochs of mixed clean/adversarial batches
+  with a PGD check on held-out images after each epoch, early stopping (patience, or a sudden drop
+  = catastrophic overfitting, Wong et al. 2020), restoring the best epoch (robust overfitting,
+  Rice, Wong & Kolter 2020) and checkpoints.
+
+Robust evaluation (``robustness_ladder``, ``gradient_masking_checks``) lives in ``evaluation``.
+x: (B, C, H, W) in [0, 1]; eps and alpha in pixel units (0.3 on MNIST, 8/255 on CIFAR-10).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from ..attacks import AttackConfig
+from ..evaluation import evaluate
+from ..validation import check_nonnegative, check_positive_int
+from .checkpoints import save_checkpoint
+from .loop import make_optimizer, train_epoch
+
+
+def curriculum(epochs: int, eps: float, steps: int = 1, ramp_epochs: int | None = None,
+               eps_start: float = 0.0, steps_start: int = 1) -> list[dict]:
+    """Per-epoch attack strength, ramped linearly to (eps, steps) over ``ramp_epochs``, then held.
+
+    Epoch e (0-based) gets ``eps_start + (eps - eps_start) * min(1, (e + 1) / ramp_epochs)`` and the
+    steps rounded the same way. ``ramp_epochs=None`` ramps over the first half; ``ramp_epochs=0`` is
+    no curriculum (full strength from the start). Returns ``[{"epoch", "eps", "steps"}, ...]``.
+    """
+    epochs = check_positive_int(epochs, "epochs")
+    ramp = max(epochs // 2, 1) if ramp_epochs is None else int(ramp_epochs)
+    if ramp < 0:
+        raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs!r}")
+    out = []
+    for e in range(epochs):
+        t = 1.0 if ramp == 0 else min(1.0, (e + 1) / ramp)
+        out.append({"epoch": e + 1, "eps": eps_start + (eps - eps_start) * t,
+                    "steps": max(1, int(round(steps_start + (steps - steps_start) * t)))})
+    return out
+
+
+@dataclass
+class FitResult:
+    """What ``adversarial_fit`` did: a per-epoch history (DataFrame), the epoch kept and why it stopped."""
+
+    history: "object"  # pandas DataFrame: epoch, eps, steps, loss, train_acc, val_clean, val_robust, seconds
+    best_epoch: int | None
+    stopped: str
+    seconds: float
+
+    @property
+    def robust_overfitting(self) -> float:
+        """Best minus last held-out robust accuracy (Rice et al. 2020): > 0 means the end got worse."""
+        h = self.history
+        if "val_robust" not in h or h["val_robust"].isna().all():
+            return float("nan")
+        return float(h["val_robust"].max() - h["val_robust"].iloc[-1])
+
+
+@dataclass(frozen=True)
+class AdversarialTrainingConfig:
+    """An adversarial-training recipe: ``adversarial_fit(model, loader, config)``.
+
+    attack: the training attack at full strength (``AttackConfig``; its eps and steps are ramped by
+    ``ramp_epochs``, see ``curriculum``, keeping alpha / eps fixed). ratio: adversarial fraction of
+    each batch (ART's ``ratio``; 0.5 = Goodfellow et al.'s mixing). val_attack: the held-out check
+    after every epoch (default: PGD-10 at the attack's eps with the default step). patience /
+    drop: early stopping (epochs without a new best; a fall of more than ``drop`` below the best =
+    catastrophic overfitting). restore_best: keep the best held-out epoch (Rice et al. 2020).
+    """
+
+    attack: AttackConfig
+    epochs: int = 10
+    ratio: float = 1.0
+    ramp_epochs: int = 0
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    lr_schedule: str = "onecycle"
+    weight_decay: float = 5e-4
+    val_attack: AttackConfig | None = None
+    patience: int | None = None
+    drop: float | None = None
+    restore_best: bool = True
+
+    def __post_init__(self):
+        check_positive_int(self.epochs, "epochs")
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {self.ratio!r}")
+        if self.val_attack is None:
+            object.__setattr__(self, "val_attack", AttackConfig(self.attack.eps, steps=10, norm=self.attack.norm))
+        if self.drop is not None:
+            check_nonnegative(self.drop, "drop")
+
+    def replace(self, **changes) -> "AdversarialTrainingConfig":
+        return dataclasses.replace(self, **changes)
+
+    def schedule(self) -> list[dict]:
+        """The per-epoch attack strength: ``curriculum(epochs, eps, steps, ramp_epochs)``."""
+        return curriculum(self.epochs, self.attack.eps, self.attack.steps, ramp_epochs=self.ramp_epochs)
+
+    def epoch_attack(self, entry: dict, generator=None) -> AttackConfig:
+        """The training attack of one ``schedule()`` entry: its eps and steps, the same alpha / eps."""
+        a = self.attack
+        alpha = a.alpha * entry["eps"] / a.eps if a.eps > 0 else a.alpha
+        return dataclasses.replace(a, eps=entry["eps"], steps=entry["steps"], alpha=alpha,
+                                   generator=generator if generator is not None else a.generator)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (attacks as their fields, without generators): for recipes and cache keys."""
+        def plain(c):
+            return {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "generator"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["attack"], d["val_attack"] = plain(self.attack), plain(self.val_attack)
+        return d
+
+    def __str__(self):
+        return (f"{self.attack} x {self.epochs} epochs, ratio={self.ratio:g}, ramp={self.ramp_epochs}, "
+                f"{self.optimizer} lr={self.lr:g} ({self.lr_schedule}); check: {self.val_attack}")
+
+
+def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, schedule=None, checkpoint=None,
+                    generator=None, progress: bool = True) -> FitResult:
+    """Adversarial training with a held-out PGD check after every epoch.
+
+    Each batch: the first ``config.ratio`` of it is replaced by adversarial examples of the epoch's
+    attack (``config.epoch_attack``; eps and steps from ``schedule``, default ``config.schedule()``),
+    then one optimizer step. ``val=(x, y)``: held-out images checked with ``config.val_attack``.
+    Stops when ``patience`` epochs pass without a new best, or when robust accuracy falls more than
+    ``drop`` below the best (catastrophic overfitting); the best epoch's weights are restored
+    (``restore_best``) and saved to ``checkpoint`` (a path).
+    """
+    import pandas as pd
+
+    c = config
+    schedule = schedule or c.schedule()
+    if len(schedule) < c.epochs:
+        raise ValueError(f"schedule has {len(schedule)} entries for {c.epochs} epochs")
+    total = c.epochs * len(loader)
+    opt, sched = make_optimizer(model, c.lr, total, weight_decay=c.weight_decay, optimizer=c.optimizer,
+                                schedule=c.lr_schedule)
+    val_attack = dataclasses.replace(c.val_attack, generator=generator) if generator is not None else c.val_attack
+    rows, best, best_epoch, best_state, stopped = [], -1.0, None, None, "completed"
+    start = time.perf_counter()
+    for e in tqdm(range(c.epochs), desc="epochs", disable=not progress):
+        attack = c.epoch_attack(schedule[e], generator)
+        t0 = time.perf_counter()
+        r = train_epoch(model, loader, opt, attack, sched, progress=progress, desc=f"epoch {e + 1}/{c.epochs}",
+                        ratio=c.ratio, step=e * len(loader), total_steps=total)
+        row = {"epoch": e + 1, "eps": attack.eps, "steps": attack.steps, "loss": r["loss"], "train_acc": r["accuracy"],
+               "seconds": time.perf_counter() - t0}
+        if val is not None:
+            row["val_clean"] = evaluate(model, val, progress=False).accuracy
+            row["val_robust"] = evaluate(model, val, val_attack, progress=False).accuracy
+            if row["val_robust"] > best:
+                best, best_epoch, best_state = row["val_robust"], e + 1, copy.deepcopy(model.state_dict())
+        rows.append(row)
+        if val is not None and c.drop is not None and row["val_robust"] < best - c.drop:
+            stopped = f"robust accuracy fell {best - row['val_robust']:.2f} below its best (catastrophic overfitting)"
+            break
+        if val is not None and c.patience is not None and e + 1 - best_epoch >= c.patience:
+            stopped = f"no better held-out robust accuracy for {c.patience} epochs"
+            break
+    if c.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    if checkpoint is not None:
+        save_checkpoint(model, checkpoint, {"best_epoch": best_epoch, "recipe": c.to_dict(), "stopped": stopped})
+    model.eval()
+    return FitResult(pd.DataFrame(rows), best_epoch, stopped, time.perf_counter() - start)

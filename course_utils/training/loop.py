@@ -1,0 +1,137 @@
+"""The course's one training loop: standard, adversarial (the attack is a parameter) or any loss (a hook).
+
+``train_step(model, optimizer, x, y, attack=None, ratio=1.0, loss_fn=None, t=0.0)`` is one
+optimizer step on clean inputs or on ``attack(model, x, y)`` outputs (adversarial training, Madry
+et al. 2018; notebook 04), with a fraction ``ratio`` of the batch adversarial (``mix_batch``).
+``loss_fn(model, x, y, t) -> (loss, logits or None)`` replaces cross-entropy: IBP training
+(``certify.ibp``), the denoising autoencoder (``sanitization.autoencoder``) and the text model
+(``text.model``) are this loop with their own loss; ``t`` in [0, 1) is the fraction of training
+done (for eps / kappa ramps). ``train_epoch`` runs it over a loader with a tqdm bar; ``fit`` runs
+epochs with a per-batch LR schedule (``make_optimizer``). A batch is ``(x, y)`` or
+``(x_1, ..., x_k, y)``; with k > 1 inputs the model is called as ``model(x_1, ..., x_k)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+def mix_batch(x: torch.Tensor, x_adv: torch.Tensor, ratio: float) -> torch.Tensor:
+    """The first ``round(ratio * B)`` examples from ``x_adv``, the rest from ``x`` (clean).
+
+    x, x_adv: (B, C, H, W) in [0, 1]. ``ratio`` is the adversarial fraction of the batch, as in
+    ART's ``AdversarialTrainer(ratio=...)`` (Goodfellow et al. 2015 used 0.5); loaders shuffle, so
+    taking the first examples is a random choice.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {ratio!r}")
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
+    k = int(round(ratio * x.shape[0]))
+    return torch.cat([x_adv[:k], x[k:]])
+
+
+def cross_entropy_loss(model, x, y, t: float = 0.0):
+    """The default loss hook: ``(CE(model(x), y), logits)``; x may be a tuple of model inputs."""
+    logits = model(*x) if isinstance(x, tuple) else model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+def train_step(model, optimizer, x, y, attack=None, ratio: float = 1.0, loss_fn=None, t: float = 0.0):
+    """One optimizer step on ``loss_fn(model, x', y, t)`` (default cross-entropy): x' = x, or
+    ``attack(model, x, y)`` mixed by ``ratio``.
+
+    The outer minimization of Madry et al. (2018), ``min_theta E[max_{||delta|| <= eps} L]``, with
+    the inner maximization done by ``attack``. Only the first ``round(ratio * B)`` examples are
+    attacked (the rest stay clean). Returns ``(loss, logits or None)`` of the trained-on batch.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {ratio!r}")
+    k = int(round(ratio * x.shape[0])) if attack is not None else 0
+    if k == x.shape[0]:
+        x = attack(model, x, y)
+    elif k > 0:  # same as mix_batch(x, attack(model, x, y), ratio), without attacking the clean part
+        x = torch.cat([attack(model, x[:k], y[:k]), x[k:]])
+    model.train()
+    loss, logits = (loss_fn or cross_entropy_loss)(model, x, y, t)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), None if logits is None else logits.detach()
+
+
+def _unpack(batch, device):
+    *xs, y = batch
+    xs = tuple(x.to(device) for x in xs)
+    return (xs[0] if len(xs) == 1 else xs), y.to(device)
+
+
+def train_epoch(model, loader, optimizer, attack=None, scheduler=None, device=None, progress=True, desc="train",
+                ratio: float = 1.0, loss_fn=None, step: int = 0, total_steps: int | None = None):
+    """One epoch of ``train_step`` over ``loader``; ``ratio``: adversarial fraction of each batch.
+
+    Returns ``{"loss": mean loss, "accuracy": accuracy on the trained-on inputs (NaN when the loss
+    hook returns no logits)}``. The attack runs the model in eval mode (see ``attacks``); training
+    mode is restored for the update. ``scheduler.step()`` is called after every batch when given.
+    ``step`` / ``total_steps``: batches done before this epoch and in all, for the hook's ``t``.
+    """
+    device = device or next(model.parameters()).device
+    total_steps = total_steps or len(loader)
+    total_loss = correct = n = 0
+    bar = tqdm(loader, disable=not progress, desc=desc, leave=False)
+    for i, batch in enumerate(bar):
+        x, y = _unpack(batch, device)
+        loss, logits = train_step(model, optimizer, x, y, attack, ratio, loss_fn, (step + i) / total_steps)
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item() if logits is not None else 0
+        n += len(y)
+        bar.set_postfix(loss=f"{total_loss / n:.3f}", **({"acc": f"{correct / n:.3f}"} if logits is not None else {}))
+    model.eval()
+    return {"loss": total_loss / max(n, 1), "accuracy": correct / max(n, 1) if logits is not None else float("nan")}
+
+
+def make_optimizer(model, lr=0.1, total_steps=None, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
+                   schedule="onecycle"):
+    """``(optimizer, per-batch scheduler or None)``. schedule ``"onecycle"``: LR linearly up to ``lr``
+    over 40% of ``total_steps`` batches, then down to 0 (Wong et al. 2020); ``"piecewise"``: ``lr``,
+    then ``lr / 10`` for the last 20% of batches (Gowal et al. 2018's IBP runs); ``"constant"``: none."""
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    if schedule in ("onecycle", "piecewise") and (not total_steps or total_steps < 1):
+        raise ValueError(f"schedule={schedule!r} needs total_steps >= 1 (batches in all epochs), got {total_steps!r}")
+    if schedule == "piecewise":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.1 if step >= 0.8 * total_steps else 1.0)
+    elif schedule == "onecycle":
+        if not total_steps or total_steps < 1:
+            raise ValueError(f"schedule='onecycle' needs total_steps >= 1 (batches in all epochs), got {total_steps!r}")
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.4,
+                                                    anneal_strategy="linear")
+    elif schedule == "constant":
+        sched = None
+    else:
+        raise ValueError(f"schedule must be 'onecycle', 'piecewise' or 'constant', got {schedule!r}")
+    return opt, sched
+
+
+def fit(model, loader, epochs, lr=0.1, attack=None, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
+        schedule="onecycle", progress=True, ratio: float = 1.0, loss_fn=None, desc: str = "epoch"):
+    """Train ``epochs`` epochs; returns the list of per-epoch ``train_epoch`` results.
+
+    optimizer: ``"sgd"`` (momentum, weight decay) or ``"adam"``; schedule: ``"onecycle"``
+    (linear up then down over all batches, as in Wong et al. 2020), ``"piecewise"`` or
+    ``"constant"``. loss_fn: the loss hook (see the module docstring; default cross-entropy).
+    """
+    total = epochs * len(loader)
+    opt, sched = make_optimizer(model, lr, total, momentum, weight_decay, optimizer, schedule)
+    history = []
+    for epoch in tqdm(range(epochs), desc="epochs", disable=not progress or epochs == 1):
+        history.append(train_epoch(model, loader, opt, attack, sched, progress=progress, desc=f"{desc} {epoch + 1}/{epochs}",
+                                   ratio=ratio, loss_fn=loss_fn, step=epoch * len(loader), total_steps=total))
+    return history
