@@ -68,10 +68,11 @@ def show_images(x, titles=None, ncols: int = 8, scale: float = 1.5, title_colors
 
 
 def model_device(model):
+    """The device of the model's parameters; for a parameter-free callable, torch's default device."""
     try:
         return next(iter(model.parameters())).device
     except (StopIteration, AttributeError):
-        return torch.device("cpu")
+        return torch.empty(0).device
 
 
 @torch.no_grad()

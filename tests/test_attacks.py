@@ -156,3 +156,29 @@ def test_bad_inputs_raise(tiny_model, batch):
         attacks.fgsm(tiny_model, x, y[:3], 0.1)
     with pytest.raises(ValueError, match="integer"):
         attacks.fgsm(tiny_model, x, y.float(), 0.1)
+
+
+# ---------------------------------------------------------------- the threat model as a value
+def test_attack_config_runs_exactly_pgd_and_prints_its_threat_model(tiny_model, batch):
+    x, y = batch
+    cfg = attacks.AttackConfig(0.1, steps=5, restarts=2, generator=torch.Generator().manual_seed(0))
+    expected = attacks.pgd(tiny_model, x, y, 0.1, 0.05, 5, restarts=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cfg(tiny_model, x, y), expected)  # default alpha: 2.5 * eps / steps
+    assert str(cfg) == "PGD linf eps=0.1 alpha=0.05 steps=5 restarts=2"
+    assert str(attacks.AttackConfig(8 / 255, steps=20, alpha=2 / 255)) == "PGD linf eps=8/255 alpha=2/255 steps=20 restarts=1"
+    assert str(attacks.AttackConfig.fgsm(0.3)) == "FGSM linf eps=0.3"
+    assert str(attacks.AttackConfig(0.3, kind="fgsm_rs")) == "FGSM-RS linf eps=0.3 alpha=0.375"
+    assert evaluate(tiny_model, (x, y), cfg, progress=False).threat == str(cfg)
+
+
+def test_attack_config_fgsm_is_fgsm_and_the_config_is_frozen(tiny_model, batch):
+    x, y = batch
+    fgsm = attacks.AttackConfig.fgsm(0.1)
+    assert torch.equal(fgsm(tiny_model, x, y), attacks.fgsm(tiny_model, x, y, 0.1))
+    assert fgsm.steps == 1 and not fgsm.random_start
+    with pytest.raises(Exception):
+        fgsm.eps = 0.2  # a threat model is a value: change it with replace()
+    wider = attacks.AttackConfig(0.1, steps=4).replace(eps=0.2)
+    assert wider.alpha == pytest.approx(attacks.default_alpha(0.2, 4)) and wider == attacks.AttackConfig(0.2, steps=4)
+    assert attacks.AttackConfig(0.1, alpha=0.01).replace(steps=20).alpha == pytest.approx(attacks.default_alpha(0.1, 20))
+    assert attacks.AttackConfig(0.1, alpha=0.01).replace(restarts=3).alpha == 0.01

@@ -7,8 +7,9 @@ import torch
 from scipy.ndimage import median_filter
 from torch import nn
 
-from course_utils import attacks, sanitization
-from course_utils.checks import sanitization, strip_solutions
+from course_utils import attacks, interop, sanitization
+from course_utils.checks import sanitization as sanitization_checks
+from course_utils.checks import strip_solutions
 
 
 def tiny_cnn(seed=0, channels=1, classes=4):
@@ -92,6 +93,17 @@ def test_threshold_gives_requested_fpr_on_calibration_set(fpr):
     assert (scores > tau).float().mean().item() == pytest.approx(np.floor(fpr * 1000) / 1000)
 
 
+def test_threshold_keeps_the_false_positive_rate_on_held_out_scores():
+    g = torch.Generator().manual_seed(3)
+    calib, held_out = torch.randn(2000, generator=g), torch.randn(20000, generator=g)
+    for fpr in (0.01, 0.05, 0.2):
+        tau = sanitization.threshold_for_fpr(calib, fpr)
+        tol = 4 * (fpr * (1 - fpr) / len(calib)) ** 0.5  # 4 sd of the calibration quantile's coverage
+        assert abs((held_out > tau).float().mean().item() - fpr) < tol  # high score = suspicious
+        low_tau = -sanitization.threshold_for_fpr(-calib, fpr)  # a similarity: low = suspicious
+        assert abs((held_out < low_tau).float().mean().item() - fpr) < tol
+
+
 def test_threshold_uses_only_clean_and_rejects_bad_calibration():
     scores = torch.tensor([0.1, 0.2, 0.3, 5.0])
     assert sanitization.threshold_for_fpr(scores, 0.0, is_adversarial=[0, 0, 0, 1]) == pytest.approx(0.3)
@@ -159,7 +171,7 @@ def test_adaptive_attacks_stay_in_ball_and_box():
 
 def test_carlini_wagner_via_art_runs():
     x = images(4)
-    x_adv = interop.carlini_wagner(tiny_cnn(), x, "l2", nb_classes=4, max_iter=2, binary_search_steps=1, batch_size=4)
+    x_adv = interop.carlini_wagner(tiny_cnn(), x, "l2", num_classes=4, max_iter=2, binary_search_steps=1, batch_size=4)
     assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
 
 
@@ -180,13 +192,13 @@ def test_magnet_autoencoder_detector_and_purifier():
 
 # ---------------------------------------------------------------- exercise checks can fail
 def test_checks_pass_reference_and_fail_wrong_answers():
-    sanitization.check_bit_depth(sanitization.bit_depth)
-    sanitization.check_threshold(sanitization.threshold_for_fpr)
-    sanitization.check_bpda(sanitization.bpda)
+    sanitization_checks.check_bit_depth(sanitization.bit_depth)
+    sanitization_checks.check_threshold(sanitization.threshold_for_fpr)
+    sanitization_checks.check_bpda(sanitization.bpda)
     with pytest.raises(AssertionError):
-        sanitization.check_bit_depth(lambda x, b: torch.floor(x * 2 ** b) / 2 ** b)
+        sanitization_checks.check_bit_depth(lambda x, b: torch.floor(x * 2 ** b) / 2 ** b)
     with pytest.raises(AssertionError):
-        sanitization.check_threshold(lambda s, f: float(torch.quantile(s, 1 - f)))
+        sanitization_checks.check_threshold(lambda s, f: float(torch.quantile(s, 1 - f)))
     with pytest.raises(AssertionError):
-        sanitization.check_bpda(lambda x, t: t(x))  # the true (zero) gradient of rounding
+        sanitization_checks.check_bpda(lambda x, t: t(x))  # the true (zero) gradient of rounding
     assert "NotImplementedError" in strip_solutions("def f():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION\n")

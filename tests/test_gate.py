@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from course_utils import fraud
+from course_utils.fraud import gate
 from course_utils.certify import ibp_fit
 from course_utils.training import save_checkpoint
 
@@ -28,7 +29,7 @@ def data():
 
 
 def _save(model, path, scaler, **meta):
-    save_checkpoint(model, path, {"architecture": "fraud_mlp", "arch_kwargs": {"hidden": 32},
+    save_checkpoint(model, path, {"architecture": "fraud_mlp", "architecture_kwargs": {"hidden": 32},
                                   "scaler": scaler.to_dict(), "certifier": "ibp", "name": path.stem, **meta})
     return path
 
@@ -122,3 +123,12 @@ def test_gate_command_line_exit_codes(good_model, never_fraud, tmp_path):
     weak = subprocess.run(cmd + ["--model", str(never_fraud), "--out", str(tmp_path / "b")], env=env, capture_output=True, text=True)
     assert weak.returncode == 1 and "FAILED" in weak.stdout
     assert np.isfinite(json.loads((tmp_path / "b" / "report.json").read_text())["certified_recall"])
+
+
+@pytest.mark.parametrize("module", ["course_utils.gate", "course_utils.fraud.gate"])
+def test_both_command_lines_run_the_gate(module, tmp_path):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--min-certified-accuracy" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", module, "--model", str(tmp_path / "none.pt"), "--radius", "0.01",
+                          "--min-certified-accuracy", "0.5"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

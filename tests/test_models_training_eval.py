@@ -1,4 +1,5 @@
 """Models take [0, 1] pixels; training lowers the loss; checkpoints are verified; evaluation is honest."""
+import hashlib
 import json
 
 import pytest
@@ -60,7 +61,7 @@ def test_checkpoint_round_trip_and_tamper(tmp_path):
 def test_checkpoint_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"weights": torch.zeros(1), "payload": print}, path)  # not a plain state dict
-    digest = training._sha256(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="could not be loaded"):
         training.load_checkpoint(models.mnist_small_cnn(), path, expected_sha256=digest)
 
@@ -87,8 +88,12 @@ def test_epsilon_sweep_and_table():
 
     x, y = _toy(32)
     model = models.mnist_small_cnn()
-    df = evaluation.epsilon_sweep(model, (x, y), [0, 0.1, 0.3], lambda e: (lambda m, a, b: attacks.fgsm(m, a, b, e)), progress=False)
+    df = evaluation.epsilon_sweep(model, (x, y), [0, 0.1, 0.3], attacks.AttackConfig.fgsm(0.1), progress=False)
     assert list(df["eps"]) == [0, 0.1, 0.3] and set(df.columns) >= {"accuracy", "ci_low", "ci_high", "images"}
+    assert list(df["threat model"]) == ["clean", "FGSM linf eps=0.1", "FGSM linf eps=0.3"]
+    pgd = evaluation.epsilon_sweep(model, (x, y), [0.1, 0.2], attacks.AttackConfig(0.1, steps=4, alpha=0.01), progress=False)
+    assert list(pgd["threat model"]) == ["PGD linf eps=0.1 alpha=0.01 steps=4 restarts=1",
+                                         "PGD linf eps=0.2 alpha=0.02 steps=4 restarts=1"]  # alpha / eps kept
     table = evaluation.results_table([evaluation.EvalResult(3, 4, "PGD")], model="m")
     assert table.loc[0, "model"] == "m" and table.loc[0, "threat model"] == "PGD"
 
@@ -96,6 +101,7 @@ def test_epsilon_sweep_and_table():
 def test_threat_string():
     assert evaluation.threat_string("PGD", norm="linf", eps=8 / 255, steps=20) == "PGD linf eps=8/255 steps=20"
     assert evaluation.threat_string("PGD", norm="l2", eps=0.3) == "PGD l2 eps=0.3"
+    assert evaluation.threat_string("AutoAttack", norm="linf", eps=8 / 255) == "AutoAttack linf eps=8/255"
 
 
 def test_evaluate_bad_data():

@@ -102,14 +102,15 @@ def test_spell_repair_fixes_known_typos():
     assert kept == ["moive"] and n == 0
 
 
-def test_threshold_for_fpr():
-    from course_utils.text.sanitize import threshold_for_fpr
+def test_ood_detector_threshold_keeps_the_false_positive_rate_on_held_out_texts():
+    from course_utils.text.sanitize import OODDetector
 
-    scores = torch.rand(1000, generator=torch.Generator().manual_seed(0))
-    tau = threshold_for_fpr(scores, 0.1)
-    assert abs((scores < tau).float().mean().item() - 0.1) < 0.01
-    with pytest.raises(ValueError):
-        threshold_for_fpr(scores, 1.5)
+    vecs = torch.randn(7000, 8, generator=torch.Generator().manual_seed(0))
+    det = OODDetector(lambda texts: vecs[[int(t) for t in texts]], [str(i) for i in range(1000)], k=5)
+    tau = det.fit_threshold([str(i) for i in range(1000, 3000)], fpr=0.1)  # low similarity = flagged
+    held_out = [str(i) for i in range(3000, 7000)]
+    assert abs(det.flag(held_out).float().mean().item() - 0.1) < 0.02
+    assert (det.score(held_out) < tau).equal(det.flag(held_out))
 
 
 def test_rt_polarity_split():
@@ -124,3 +125,20 @@ def test_rt_polarity_split():
     assert parts["test"].texts == load_dataset("rt-polarity", "test", download=False).texts  # seeded
     with pytest.raises(ValueError):
         load_dataset("rt-polarity", "val")
+
+
+def test_similarity_threshold_check_accepts_the_rule_and_rejects_its_mutants():
+    import math
+
+    from course_utils.checks import text as text_checks
+
+    def right(s, fpr):
+        s = torch.as_tensor(s, dtype=torch.float64).sort().values
+        return float(s[math.floor(fpr * len(s) + 1e-9)])
+
+    text_checks.check_similarity_threshold(right)
+    for mutant in (lambda s, f: float(torch.quantile(s, f)),  # interpolated quantile, not the order statistic
+                   lambda s, f: float(s.sort(descending=True).values[math.floor(f * len(s))]),  # wrong side
+                   lambda s, f: float(s.sort().values[math.floor(f * len(s)) - 1])):  # off by one
+        with pytest.raises(AssertionError):
+            text_checks.check_similarity_threshold(mutant)

@@ -1,4 +1,4 @@
-"""Unit tests of course_utils.training and course_utils.adversarial_training (notebooks 04, 05, p1)."""
+"""Unit tests of course_utils.training (the loop, adversarial training, checkpoints; notebooks 04, 05, p1)."""
 import json
 
 import pytest
@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils import attacks, training
-from course_utils.adversarial_training import TrainingAttack, adversarial_fit, curriculum, robustness_ladder
+from course_utils.attacks import AttackConfig
+from course_utils.evaluation import per_class_accuracy, robustness_ladder
+from course_utils.training import AdversarialTrainingConfig, adversarial_fit, curriculum
 from course_utils.checks.attacks import tiny_classifier
 
 
@@ -27,32 +29,35 @@ def _adv_loss(model, x, y, attack):
 
 def test_one_adversarial_step_lowers_the_adversarial_loss():
     model, x, y = _batch()
-    attack = TrainingAttack("pgd", eps=0.1, alpha=0.025, steps=10)
-    fixed = lambda m, xx, yy: attacks.pgd(m, xx, yy, 0.1, 0.025, 10, random_start=False)  # noqa: E731
+    attack = AttackConfig(0.1, alpha=0.025, steps=10)
+    fixed = attack.replace(random_start=False)
     before = _adv_loss(model, x, y, fixed)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     loss, _ = training.train_step(model, opt, x, y, fixed)
     after = _adv_loss(model, x, y, fixed)
     assert abs(loss.item() - before) < 1e-5  # trained on exactly the adversarial batch
     assert after < before
-    assert str(attack).startswith("PGD linf eps=0.1")
+    assert str(attack) == "PGD linf eps=0.1 alpha=0.025 steps=10 restarts=1"
+    assert str(fixed).endswith("start=x")
 
 
 @pytest.mark.parametrize("kind,alpha", [("fgsm", 0.1), ("fgsm_rs", 0.125), ("pgd", 0.025)])
 def test_training_attacks_stay_in_the_ball(kind, alpha):
     model, x, y = _batch(1)
-    attack = TrainingAttack(kind, eps=0.1, steps=10, generator=torch.Generator().manual_seed(0))
+    attack = AttackConfig(0.1, kind=kind, steps=10, generator=torch.Generator().manual_seed(0))
     assert attack.alpha == pytest.approx(alpha)
     x_adv = attack(model, x, y)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
-    assert TrainingAttack("pgd", eps=0.0)(model, x, y) is x
+    assert AttackConfig(0.0)(model, x, y) is x
 
 
 def test_training_attack_rejects_bad_input():
     with pytest.raises(ValueError, match="kind"):
-        TrainingAttack("cw", eps=0.1)
+        AttackConfig(0.1, kind="cw")
     with pytest.raises(ValueError, match="eps"):
-        TrainingAttack("pgd", eps=-1)
+        AttackConfig(-1)
+    with pytest.raises(ValueError, match="norm"):
+        AttackConfig(0.1, norm="Linf")
 
 
 def test_mixed_batch_uses_the_ratio():
@@ -106,8 +111,9 @@ def test_adversarial_fit_tracks_restores_best_and_checkpoints(tmp_path):
     x, y = _toy_data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    res = adversarial_fit(model, loader, 3, eps=0.1, kind="fgsm_rs", lr=0.1, val=(x[:64], y[:64]), val_steps=3,
-                          checkpoint=tmp_path / "m.pt", progress=False)
+    cfg = AdversarialTrainingConfig(AttackConfig(0.1, kind="fgsm_rs"), epochs=3, lr=0.1,
+                                    val_attack=AttackConfig(0.1, steps=3, alpha=0.025))
+    res = adversarial_fit(model, loader, cfg, val=(x[:64], y[:64]), checkpoint=tmp_path / "m.pt", progress=False)
     h = res.history
     assert list(h["epoch"]) == [1, 2, 3] and h["val_robust"].between(0, 1).all()
     assert h["val_robust"].iloc[res.best_epoch - 1] == h["val_robust"].max()
@@ -115,15 +121,17 @@ def test_adversarial_fit_tracks_restores_best_and_checkpoints(tmp_path):
     again = training.load_checkpoint(nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)),
                                      tmp_path / "m.pt")
     assert torch.equal(again(x[:5]), model(x[:5]))
-    assert json.loads((tmp_path / "m.pt.json").read_text())["best_epoch"] == res.best_epoch
+    side = json.loads((tmp_path / "m.pt.json").read_text())
+    assert side["best_epoch"] == res.best_epoch and side["recipe"]["attack"]["kind"] == "fgsm_rs"
 
 
 def test_early_stopping_on_patience():
     x, y = _toy_data(seed=1)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-    res = adversarial_fit(model, loader, 6, eps=0.1, kind="fgsm", lr=0.0, lr_schedule="constant",
-                          val=(x[:32], y[:32]), val_steps=2, patience=2, progress=False)
+    cfg = AdversarialTrainingConfig(AttackConfig.fgsm(0.1), epochs=6, lr=0.0, lr_schedule="constant",
+                                    val_attack=AttackConfig(0.1, steps=2, alpha=0.025), patience=2)
+    res = adversarial_fit(model, loader, cfg, val=(x[:32], y[:32]), progress=False)
     assert len(res.history) == 3 and res.best_epoch == 1 and "2 epochs" in res.stopped
 
 
@@ -146,16 +154,158 @@ def test_ladder_on_a_tiny_model():
     x, y = _toy_data(64, seed=2)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     training.fit(model, [(x, y)] * 20, 1, lr=0.5, schedule="constant", progress=False)
-    ladder = robustness_ladder(model, (x, y), 0.2, weak=(2, 0.01, 1), strong=(10, None, 2), auto=False, progress=False)
-    assert [r.threat.split(" (")[0] for r in ladder] == ["clean", "PGD", "PGD"]
+    ladder = robustness_ladder(model, (x, y), 0.2, weak=AttackConfig(0.2, steps=2, alpha=0.01),
+                               strong=AttackConfig(0.2, steps=10, restarts=2), auto=False, progress=False)
+    assert [r.threat for r in ladder] == ["clean", "PGD linf eps=0.2 alpha=0.01 steps=2 restarts=1 (weak)",
+                                          "PGD linf eps=0.2 alpha=0.05 steps=10 restarts=2 (strong)"]
     assert ladder[2].accuracy <= ladder[1].accuracy <= ladder[0].accuracy
 
 
 def test_per_class_accuracy_and_disjoint_split():
-    from course_utils.adversarial_training import per_class_accuracy
     from course_utils.zoo import split_indices
 
-    acc = per_class_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), classes=4)
+    acc = per_class_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), num_classes=4)
     assert acc[:3].tolist() == [1.0, 1.0, 0.5] and torch.isnan(acc[3])
     train_idx, val_idx = split_indices(100, 80, 20, seed=0)
     assert len(set(train_idx.tolist()) | set(val_idx.tolist())) == 100
+
+
+def test_piecewise_schedule_drops_the_lr_for_the_last_fifth():
+    model = nn.Linear(2, 2)
+    opt, sched = training.make_optimizer(model, lr=0.1, total_steps=10, optimizer="adam", schedule="piecewise")
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.1] * 8 + [0.01] * 2)
+
+
+def test_the_loss_hook_replaces_cross_entropy_and_sees_training_progress():
+    x, y = _toy_data(64)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    seen = []
+
+    def hook(m, xx, yy, t):
+        seen.append(t)
+        return (m(xx) ** 2).mean(), None  # no logits: accuracy is not defined
+
+    hist = training.fit(model, [(x, y)] * 4, 2, lr=0.01, schedule="constant", loss_fn=hook, progress=False)
+    assert seen == pytest.approx([0, 1 / 8, 2 / 8, 3 / 8, 4 / 8, 5 / 8, 6 / 8, 7 / 8])
+    assert hist[1]["loss"] < hist[0]["loss"] and all(h["accuracy"] != h["accuracy"] for h in hist)  # NaN
+
+
+def test_batches_with_several_inputs_call_the_model_with_all_of_them():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, a, b):
+            return self.lin(a * b)
+
+    a, b, y = torch.rand(8, 3), torch.ones(8, 3), torch.randint(0, 2, (8,))
+    hist = training.fit(TwoInputs(), [(a, b, y)], 1, lr=0.1, schedule="constant", progress=False)
+    assert 0 <= hist[0]["accuracy"] <= 1
+
+
+def test_adversarial_training_config_ramps_the_attack_and_keeps_alpha_over_eps():
+    cfg = AdversarialTrainingConfig(AttackConfig(0.3, steps=3, alpha=0.15), epochs=4, ramp_epochs=2)
+    first = cfg.epoch_attack(cfg.schedule()[0])
+    assert first.eps == pytest.approx(0.15) and first.alpha == pytest.approx(0.075) and first.steps == 2
+    assert cfg.val_attack == AttackConfig(0.3, steps=10) and cfg.val_attack.alpha == pytest.approx(0.075)
+    assert json.loads(json.dumps(cfg.to_dict()))["attack"]["alpha"] == 0.15
+    with pytest.raises(ValueError, match="ratio"):
+        AdversarialTrainingConfig(AttackConfig(0.3), ratio=2)
+
+
+def _saved_model_file(tmp_path, **meta):
+    from course_utils import models
+
+    model = models.mnist_small_cnn(**meta.get("architecture_kwargs", {}))
+    path = tmp_path / "m.pt"
+    training.save_checkpoint(model, path, {"architecture": "mnist_small_cnn", **meta})
+    return model, path
+
+
+def test_load_model_file_checks_everything_in_order(tmp_path):
+    from course_utils import models
+
+    model, path = _saved_model_file(tmp_path, architecture_kwargs={"width": 1})
+    loaded, meta = training.load_model_file(path, models.build_model)
+    assert not loaded.training and meta["architecture"] == "mnist_small_cnn"
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded(x), model.eval()(x))
+    with pytest.raises(training.ModelFileError, match="architecture in"):
+        training.load_model_file(path, {"other": models.build_model})
+    side = path.with_name("m.pt.json")
+    side.write_text("[1, 2]")
+    with pytest.raises(training.ModelFileError, match="JSON object"):
+        training.load_model_file(path, models.build_model)
+    side.write_text("{not json")
+    with pytest.raises(training.ModelFileError, match="not valid JSON"):
+        training.load_model_file(path, models.build_model)
+    side.unlink()
+    with pytest.raises(training.ModelFileError, match="sidecar"):
+        training.load_model_file(path, models.build_model)
+    with pytest.raises(training.ModelFileError, match="does not exist"):
+        training.load_model_file(tmp_path / "missing.pt", models.build_model)
+
+
+def test_load_model_file_refuses_tampered_weights_and_bad_kwargs(tmp_path):
+    from course_utils import models
+
+    _, path = _saved_model_file(tmp_path, architecture_kwargs={"width": 2})
+    side = json.loads(path.with_name("m.pt.json").read_text())
+    side["architecture_kwargs"] = {"width": 1}  # the sidecar no longer describes the weights
+    path.with_name("m.pt.json").write_text(json.dumps(side))
+    with pytest.raises(training.ModelFileError, match="could not be loaded"):
+        training.load_model_file(path, models.build_model)
+    side["architecture_kwargs"] = {"width": 2}
+    path.with_name("m.pt.json").write_text(json.dumps(side))
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(training.ModelFileError, match="SHA-256"):
+        training.load_model_file(path, models.build_model)
+
+
+def test_every_zoo_model_is_built_on_the_course_device():
+    from course_utils import zoo
+    from course_utils.config import get_device
+
+    device = get_device()
+    for table in (zoo.RECIPES, zoo.STANDARD):
+        for dataset, profiles in table.items():
+            for profile, r in profiles.items():
+                model = zoo.build(r).to(device)
+                params = list(model.parameters())
+                assert params and all(p.device.type == device.type for p in params), (dataset, profile)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_smoke_robust_recipe_trains_on_cuda(tmp_path, monkeypatch):
+    from course_utils import zoo
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    model, history, r = zoo.robust_model("mnist", "smoke", device=torch.device("cuda"), progress=False)
+    assert next(model.parameters()).is_cuda and len(history) == r["train"].epochs
+
+
+@pytest.mark.parametrize("which", ["robust_model", "standard_model"])
+def test_zoo_models_default_to_the_course_device(monkeypatch, which):
+    from course_utils import training as training_pkg
+    from course_utils import zoo
+
+    course_device = torch.device("meta")  # stands for "whatever get_device() returns", e.g. cuda
+    seen = {}
+
+    def fake_cached_model(name, build, train, meta=None, device=None):
+        seen["device"] = device
+        return build().to(device)
+
+    monkeypatch.setattr(zoo, "get_device", lambda: course_device)
+    monkeypatch.setattr(training_pkg, "cached_model", fake_cached_model)
+    model = getattr(zoo, which)("mnist", "smoke", progress=False)[0]
+    assert seen["device"] == course_device and next(model.parameters()).device == course_device

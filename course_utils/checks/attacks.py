@@ -8,17 +8,17 @@ from .. import attacks
 from . import compare
 
 
-def tiny_classifier(generator: torch.Generator, d: int = 12, classes: int = 3) -> nn.Module:
+def tiny_classifier(generator: torch.Generator, d: int = 12, num_classes: int = 3) -> nn.Module:
     """A seeded 2-layer MLP on flattened (B, 1, 2, d/2) images, for checks of attack code."""
-    model = nn.Sequential(nn.Flatten(), nn.Linear(d, 16), nn.Tanh(), nn.Linear(16, classes))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, 16), nn.Tanh(), nn.Linear(16, num_classes))
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator))
     return model.eval()
 
 
-def _attack_inputs(generator, batch=5, d=12, classes=3):
-    model = tiny_classifier(generator, d, classes)
+def _attack_inputs(generator, batch=5, d=12, num_classes=3):
+    model = tiny_classifier(generator, d, num_classes)
     x = torch.rand(batch, 1, 2, d // 2, generator=generator)
     y = torch.randint(0, classes, (batch,), generator=generator)
     return model, x, y

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from . import call_learner, compare
-from ..text import attacks, ibp, sanitize
+from ..sanitization import threshold_for_fpr
+from ..text import attacks, ibp
 
 WORDS = ("movie", "boring", "a", "ok", "terrific", "aab", "see")
 
@@ -39,10 +40,12 @@ def check_embedding_box(learner_box, eps: float = 0.5):
                    lambda w, s: torch.stack(ibp.embedding_box(nn.Embedding.from_pretrained(w), s, eps)), _box_inputs)
 
 
-def check_threshold_for_fpr(learner_threshold, fpr: float = 0.05):
-    """learner_threshold(scores (N,), fpr) -> tau with a fraction fpr of scores below it (``torch.quantile``)."""
+def check_similarity_threshold(learner_threshold, fpr: float = 0.05):
+    """learner_threshold(similarities (N,), fpr) -> tau with at most a fraction fpr of the clean
+    similarities below it: the course's rule ``sanitization.threshold_for_fpr`` (high = suspicious)
+    applied to the negated score, ``-threshold_for_fpr(-s, fpr)``."""
     def inputs(g):
         return (torch.rand(200, generator=g, dtype=torch.float64),)
 
-    return compare("threshold_for_fpr", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
-                   lambda s: torch.as_tensor(sanitize.threshold_for_fpr(s, fpr)), inputs, tol=1e-6)
+    return compare("similarity_threshold", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
+                   lambda s: torch.as_tensor(-threshold_for_fpr(-s, fpr)), inputs, tol=1e-6)

@@ -24,7 +24,7 @@ def check_adversarial_step(learner_step, eps: float = 0.2, alpha: float = 0.05, 
         return torch.cat([torch.as_tensor(float(loss)).view(1)] + [p.detach().flatten() for p in model.parameters()])
 
     def reference(model, opt, x, y):
-        attack = lambda m, xx, yy: attacks.pgd(m, xx, yy, eps, alpha, steps, random_start=False)  # noqa: E731
+        attack = attacks.AttackConfig(eps, steps=steps, alpha=alpha, random_start=False)
         return training.train_step(model, opt, x, y, attack)[0]
 
     return compare("adversarial_step", lambda s: run(lambda *a: learner_step(*a, eps, alpha, steps), s),
@@ -76,10 +76,10 @@ def check_tradeoff(learner_fn):
     return compare("tradeoff", as_tensor(learner_fn), as_tensor(tradeoff_reference), inputs, tol=1e-9)
 
 
-def check_per_class_accuracy(learner_fn, classes: int = 10):
-    """learner_fn(pred, y, classes) -> (classes,) float tensor of per-class accuracy (NaN where a class is absent)."""
+def check_per_class_accuracy(learner_fn, num_classes: int = 10):
+    """learner_fn(pred, y, num_classes) -> (num_classes,) float tensor of per-class accuracy (NaN where a class is absent)."""
     def reference(pred, y):
-        return per_class_accuracy(pred, y, classes)
+        return per_class_accuracy(pred, y, num_classes)
 
     def inputs(g):
         y = torch.randint(0, classes - 1, (200,), generator=g)  # the last class is absent
@@ -89,7 +89,7 @@ def check_per_class_accuracy(learner_fn, classes: int = 10):
     def both(fn):
         return lambda pred, y: torch.nan_to_num(torch.as_tensor(fn(pred, y), dtype=torch.float64), nan=-1.0)
 
-    return compare("per_class_accuracy", both(lambda p, y: learner_fn(p, y, classes)), both(reference), inputs, tol=1e-9)
+    return compare("per_class_accuracy", both(lambda p, y: learner_fn(p, y, num_classes)), both(reference), inputs, tol=1e-9)
 
 
 def check_best_epoch(learner_fn):

@@ -20,10 +20,10 @@ from ..validation import eval_mode
 class BagOfWordsClassifier(nn.Module):
     """Embedding mean -> MLP. ``forward(ids, mask)``: ids (B, L) int64, mask (B, L) bool -> logits (B, C)."""
 
-    def __init__(self, vocab_size: int, dim: int = 64, hidden: int = 64, classes: int = 2):
+    def __init__(self, vocab_size: int, dim: int = 64, hidden: int = 64, num_classes: int = 2):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
     @staticmethod
     def pool(e: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

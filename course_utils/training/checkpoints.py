@@ -42,12 +42,13 @@ def save_checkpoint(model, path, meta: dict | None = None) -> str:
     return digest
 
 
-def load_checkpoint(model, path, expected_sha256: str | None = None, map_location="cpu"):
+def load_checkpoint(model, path, expected_sha256: str | None = None, map_location=None):
     """Load a state dict saved by ``save_checkpoint`` into ``model``, after checking its SHA-256.
 
     The expected digest is ``expected_sha256`` or the one in ``path.json``. A missing sidecar, a
     mismatch or a file that is not a plain state dict raises ``ValueError``; loading uses
-    ``weights_only=True``, so a checkpoint cannot run code.
+    ``weights_only=True``, so a checkpoint cannot run code. ``save_checkpoint`` stores CPU tensors;
+    ``load_state_dict`` copies them onto the model's device.
     """
     path = Path(path)
     if not path.exists():
@@ -86,14 +87,15 @@ def read_sidecar(path) -> dict:
     return meta
 
 
-def load_model_file(path, architectures, map_location="cpu"):
+def load_model_file(path, architectures, device=None):
     """``(model in eval mode, sidecar dict)`` for a file written by ``save_checkpoint`` with an
     ``"architecture"`` (a key of ``architectures``, or any name when it is a callable
     ``build(name, **kwargs)``) and optional ``"architecture_kwargs"`` in its sidecar.
 
     Checks, in order: file and sidecar exist, the sidecar is a JSON object, the architecture is known,
     the model can be built, the SHA-256 matches, the state dict fits (``weights_only=True``).
-    Every failure is a ``ModelFileError`` that says which.
+    Every failure is a ``ModelFileError`` that says which. The model is built where torch builds
+    it (the CPU) and moved to ``device`` when one is given.
     """
     meta = read_sidecar(path)
     name, kwargs = meta.get("architecture"), meta.get("architecture_kwargs", {})
@@ -103,10 +105,10 @@ def load_model_file(path, architectures, map_location="cpu"):
         raise ModelFileError(f"architecture_kwargs in the sidecar of {path} must be an object, got {kwargs!r}")
     try:
         model = architectures(name, **kwargs) if callable(architectures) else architectures[name](**kwargs)
-        load_checkpoint(model, path, map_location=map_location)
+        load_checkpoint(model, path)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
         raise ModelFileError(f"{path}: {e}") from None
-    return model.eval(), meta
+    return (model.to(device) if device is not None else model).eval(), meta
 
 
 def cached_model(name: str, build, train, meta: dict | None = None, device=None):

@@ -48,8 +48,8 @@ def train_step(model, optimizer, x, y, attack=None, ratio: float = 1.0, loss_fn=
     """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {ratio!r}")
-    k = int(round(ratio * x.shape[0])) if attack is not None else 0
-    if k == x.shape[0]:
+    k = int(round(ratio * len(y))) if attack is not None else 0
+    if attack is not None and k == len(y):
         x = attack(model, x, y)
     elif k > 0:  # same as mix_batch(x, attack(model, x, y), ratio), without attacking the clean part
         x = torch.cat([attack(model, x[:k], y[:k]), x[k:]])
