@@ -3,9 +3,9 @@
 ``attack_explorer(model, x, y, classes)``: pick an image, move eps and the number of PGD steps,
 choose FGSM or PGD, and watch the adversarial image, the perturbation and the prediction bars
 update. All the computing is in the pure function ``explorer_state`` (tested without a browser);
-the widget only draws its result. Attacks are ``course_utils.attacks.fgsm`` / ``pgd`` with the
-step size alpha = 2.5 * eps / steps of Madry et al. (2018), a random start and a fixed seed, so
-moving a slider back gives the same picture.
+the widget only draws its result. The attack is an ``attacks.AttackConfig`` (FGSM, or PGD with the
+course's default step ``attacks.default_alpha``, a random start and a fixed seed, so moving a slider
+back gives the same picture); its threat model is printed above the figure.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from .validation import check_images, check_labels, check_nonnegative, check_nor
 from .viz import as_images, imshow, model_device, perturbation_image, predict_proba, prediction_bars
 
 ATTACKS = ("fgsm", "pgd")
-ALPHA_FACTOR = 2.5  # alpha = 2.5 * eps / steps (Madry et al. 2018): the walk can cross the ball and back
 SEED = 0  # random start of PGD, fixed so the explorer is reproducible
 
 
@@ -27,7 +26,8 @@ def explorer_state(model, x, y, index: int, eps: float, steps: int, norm: str = 
     x: (N, C, H, W) in [0, 1]; y: (N,) labels; eps in pixel units (>= 0); steps: PGD steps (>= 1,
     ignored by FGSM); norm: "linf" or "l2"; attack: "fgsm" or "pgd". Returns a dict with
     x_adv (C, H, W) in [0, 1], perturbation = x_adv - x[index] (C, H, W) with norm <= eps,
-    probs_clean / probs_adv (K,) softmax probabilities, pred_clean / pred_adv (int) and label (int).
+    probs_clean / probs_adv (K,) softmax probabilities, pred_clean / pred_adv (int), label (int) and
+    threat (the ``AttackConfig``'s threat-model string).
     Everything is returned on the CPU.
     """
     check_images(x)
@@ -41,13 +41,8 @@ def explorer_state(model, x, y, index: int, eps: float, steps: int, norm: str = 
         raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
     device = model_device(model)
     xi, yi = x[index:index + 1].to(device), y[index:index + 1].to(device)
-    if eps == 0:
-        x_adv = xi.clone()
-    elif attack == "fgsm":
-        x_adv = attacks.fgsm(model, xi, yi, eps, norm=norm)
-    else:
-        x_adv = attacks.pgd(model, xi, yi, eps, alpha=ALPHA_FACTOR * eps / steps, steps=steps, norm=norm,
-                            generator=torch.Generator().manual_seed(SEED))
+    cfg = attacks.AttackConfig(eps, steps=steps, norm=norm, kind=attack, generator=torch.Generator().manual_seed(SEED))
+    x_adv = cfg(model, xi, yi).clone()
     probs = predict_proba(model, torch.cat([xi, x_adv]))
     x_adv, xi = x_adv[0].detach().cpu(), xi[0].detach().cpu()
     return {
@@ -58,6 +53,7 @@ def explorer_state(model, x, y, index: int, eps: float, steps: int, norm: str = 
         "pred_clean": int(probs[0].argmax()),
         "pred_adv": int(probs[1].argmax()),
         "label": int(yi[0]),
+        "threat": str(cfg),
     }
 
 
@@ -77,6 +73,7 @@ def explorer_figure(x_clean, state: dict, classes, norm: str = "linf"):
         ax.axis("off")
     prediction_bars(state["probs_clean"], classes, true=state["label"], ax=axes[3], title="clean")
     prediction_bars(state["probs_adv"], classes, true=state["label"], ax=axes[4], title="adversarial")
+    fig.suptitle(state.get("threat", ""), fontsize=9)
     fig.tight_layout()
     return fig
 

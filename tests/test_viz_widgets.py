@@ -139,6 +139,7 @@ def test_explorer_state_in_box_and_ball(data, norm, eps, attack):
     assert torch.allclose(s["x_adv"] - x[2], s["perturbation"])
     assert abs(s["probs_clean"].sum() - 1) < 1e-5 and s["probs_adv"].shape == (10,)
     assert s["pred_clean"] == int(model(x[2:3]).argmax()) and s["label"] == int(y[2])
+    assert s["threat"].startswith(f"{attack.upper()} {norm} eps={eps:g}")
 
 
 def test_explorer_state_pgd_raises_loss_and_is_reproducible(data):
