@@ -1,4 +1,4 @@
-"""Unit tests of input sanitization (course_utils.sanitization, purification, adaptive_attacks; notebook 06)."""
+"""Unit tests of input sanitization (course_utils.sanitization: squeeze, autoencoder, adaptive; notebook 06)."""
 import functools
 
 import numpy as np

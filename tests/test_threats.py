@@ -1,4 +1,4 @@
-"""Unit tests for notebook 01's and 09's modules: threats, threat_examples, threat_demos, interview,
+"""Unit tests for notebook 01's and 09's packages: threats (model, examples, demos), interview,
 and the threat-model check. Fast: the only training is a few steps of a tiny model."""
 import dataclasses
 
@@ -137,7 +137,7 @@ def test_check_passes_complete_and_fails_incomplete(capsys):
     assert "no test" in capsys.readouterr().out
 
 
-# ---- threat_demos ----------------------------------------------------------------------------
+# ---- threats.demos ----------------------------------------------------------------------------
 def tiny_model(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))

@@ -1,7 +1,7 @@
 """Interview preparation (notebook 09): the question bank, reveal widgets and a self-quiz.
 
 - ``QUESTIONS``: ``Question``s (id, area, question, answer strategy, model answer, and the
-  experiment that backs it), from ``interview_bank``; ``AREAS`` in order.
+  experiment that backs it), from ``interview.bank``; ``AREAS`` in order.
 - ``question_table(area=None)``: the bank as a DataFrame (no answers, so it can be skimmed).
 - ``sample(n, seed, area)``: random questions, seeded.
 - ``reveal(q)``: a widget with the question and two buttons that show the strategy and the model

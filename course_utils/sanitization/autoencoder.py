@@ -7,7 +7,7 @@ An autoencoder AE trained on clean images only reconstructs what looks like clea
 - purifier ("reformer"): the classifier sees AE(x) instead of x (``Purified(model, ae)``).
 
 Both are differentiable, so an attacker who knows them simply attacks through them
-(``adaptive_attacks``): that is the lesson of notebook 06.
+(``sanitization.adaptive``): that is the lesson of notebook 06.
 """
 from __future__ import annotations
 
