@@ -4,19 +4,21 @@
         [--aa-images N] [--restarts R]
 
 - speed:   CPU time per training image of each recipe, extrapolated to its training run (an estimate
-           of the unloaded training time that a shared machine cannot measure directly).
+           of the unloaded training time that a shared machine cannot measure directly). On a GPU
+           the CPU columns measure only the host side: read the wall column.
 
 - mnist:   the robust MNIST model of ``zoo.robust_model("mnist")`` (trained and cached): clean,
-           weak PGD-20 (step 0.01, 1 start), PGD-50 (step 0.01) x R restarts and AutoAttack (standard,
+           weak PGD-20 (alpha 0.01, 1 start), PGD-50 (alpha 0.01) x R restarts and AutoAttack (standard,
            torchattacks) at eps = 0.3 on 1,000 test images; the gradient-masking checks. Target
            (quick, 2-core CPU): >= 98% clean, >= 88% PGD-50 x 10, trained in < 10 minutes.
-- cifar10: the same for ``zoo.robust_model("cifar10")`` at eps = 8/255 (PGD-20 step 2/255).
+- cifar10: the same for ``zoo.robust_model("cifar10")`` at eps = 8/255 (PGD-20 alpha 2/255).
            Target (quick): >= 55% clean, >= 32% PGD-20, trained in < 10 minutes.
 - art:     project p1: ART's AdversarialTrainer (ratio 0.5) and AdversarialTrainerMadryPGD against the
            course's trainer on the same pretrained model, data, attack, epochs and optimizer.
 
-Wall time and process CPU time are both printed: on a shared machine wall time is inflated, while
-CPU time (one thread) approximates the unloaded single-core time. Results go to stdout and
+Everything runs on ``get_device()`` (``COURSE_DEVICE`` overrides). Wall time and process CPU time
+are both printed: on a shared machine wall time is inflated, while CPU time (one thread)
+approximates the unloaded single-core time; on a GPU, compare wall times. Results go to stdout and
 ``cache_dir()/benchmarks/adversarial_training_<part>_<profile>.json``; nothing is asserted.
 """
 from __future__ import annotations
@@ -29,19 +31,23 @@ import time
 import numpy as np
 import torch
 
-from course_utils import attacks, training, zoo
-from course_utils.adversarial_training import TrainingAttack, autoattack, robustness_ladder
-from course_utils.config import cache_dir, describe, get_profile, seed_everything
+from course_utils import interop, training, zoo
+from course_utils.attacks import AttackConfig
+from course_utils.config import cache_dir, describe, get_device, get_profile, seed_everything
 from course_utils.data import load_dataset, make_loader, subset_tensors
-from course_utils.evaluation import evaluate, gradient_masking_checks, results_table, threat_string
+from course_utils.evaluation import evaluate, gradient_masking_checks, results_table, robustness_ladder, threat_string
 
 
 class Timer:
+    """Wall and process CPU seconds of a block (CUDA work is waited for at the end)."""
+
     def __enter__(self):
         self.w, self.c = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
 
 
@@ -53,37 +59,36 @@ def _save(part, payload):
 
 
 def robust_part(dataset, aa_images, restarts):
-    P = get_profile()
-    eps, step, weak_steps = (0.3, 0.01, 20) if dataset == "mnist" else (8 / 255, 2 / 255, 20)
-    strong_steps = 50
+    P, device = get_profile(), get_device()
+    eps, alpha = (0.3, 0.01) if dataset == "mnist" else (8 / 255, 2 / 255)
+    gen = torch.Generator().manual_seed(0)
+    weak = AttackConfig(eps, steps=20, alpha=alpha, generator=gen)
+    strong = AttackConfig(eps, steps=50, alpha=alpha, restarts=restarts, generator=gen)
     with Timer() as t:
-        model, history, r = zoo.robust_model(dataset)
+        model, history, r = zoo.robust_model(dataset, device=device)
     trained_now = history is not None and t.wall > 5
-    print(f"\n## {dataset}: recipe {r}")
+    print(f"\n## {dataset} on {device}: {({k: v for k, v in r.items() if k != 'train'})}; training: {r['train']}")
     if history is not None:
         print(history.to_string())
     print(f"training (this run{'' if trained_now else ', loaded from cache'}): wall {t.wall:.0f} s, CPU {t.cpu:.0f} s;"
           f" sum of epoch times in history: {history['seconds'].sum() if history is not None else float('nan'):.0f} s")
     test = load_dataset(dataset, "test")
     x, y = subset_tensors(test, P.n_test, seed=0)
-    gen = torch.Generator().manual_seed(0)
     with Timer() as te:
-        ladder = robustness_ladder(model, (x, y), eps, weak=(weak_steps, step, 1), strong=(strong_steps, step, restarts),
-                                   auto=False, generator=gen)
+        ladder = robustness_ladder(model, (x, y), eps, weak=weak, strong=strong, auto=False)
     with Timer() as ta:
         n_aa = min(aa_images, len(y))
-        aa = evaluate(model, (x[:n_aa], y[:n_aa]), autoattack(eps), threat=threat_string("AutoAttack (standard)",
+        aa = evaluate(model, (x[:n_aa], y[:n_aa]), interop.autoattack(eps), threat=threat_string("AutoAttack (standard)",
                       norm="linf", eps=eps), batch_size=250)
-        same = evaluate(model, (x[:n_aa], y[:n_aa]), lambda m, xx, yy: attacks.pgd(m, xx, yy, eps, step, strong_steps,
-                        restarts=restarts, generator=gen), threat=f"{ladder[2].threat} (AutoAttack's {n_aa} images)",
-                        progress=False)
+        same = evaluate(model, (x[:n_aa], y[:n_aa]), strong, progress=False)
+        same.threat = f"{ladder[2].threat} (AutoAttack's {n_aa} images)"
     results = ladder + [same, aa]
     table = results_table(results)
     print(table.to_string())
     print(f"evaluation wall {te.wall:.0f} s (CPU {te.cpu:.0f} s); AutoAttack + matched PGD wall {ta.wall:.0f} s")
-    masking = gradient_masking_checks(model, x[:256], y[:256], eps=eps, alpha=step, steps=strong_steps, restarts=3)
+    masking = gradient_masking_checks(model, x[:256], y[:256], strong, restarts=3)
     print(masking.to_string())
-    _save(dataset, {"describe": describe(), "recipe": r, "train_wall_s": t.wall, "train_cpu_s": t.cpu,
+    _save(dataset, {"describe": describe(), "recipe": json.loads(zoo.recipe_json(r)), "train_wall_s": t.wall, "train_cpu_s": t.cpu,
                     "trained_now": trained_now, "history": None if history is None else history.to_dict("list"),
                     "results": table.to_dict("records"), "masking": masking.to_dict("records"),
                     "eval_wall_s": te.wall, "autoattack_wall_s": ta.wall})
@@ -93,26 +98,25 @@ def art_part(epochs=1, n_ft=None, n_test=None):
     """ART's trainers against the course's, same start, data, attack (PGD, eps 8/255), ratio, epochs, optimizer."""
     from art.attacks.evasion import ProjectedGradientDescent
     from art.defences.trainer import AdversarialTrainer, AdversarialTrainerMadryPGD
-    from art.estimators.classification import PyTorchClassifier
 
-    P = get_profile()
-    eps, step, steps = 8 / 255, 2 / 255, P.pick(smoke=2, quick=5, full=7)
+    P, device = get_profile(), get_device()
+    eps, alpha, steps = 8 / 255, 2 / 255, P.pick(smoke=2, quick=5, full=7)
     n_ft, lr, batch = n_ft or P.pick(smoke=256, quick=4000, full=50_000), 0.01, 128
-    base, _ = zoo.standard_model("cifar10")
+    train_attack = AttackConfig(eps, steps=steps, alpha=alpha)  # the course's side of the same threat model
+    base, _ = zoo.standard_model("cifar10", device=device)
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     xtr, ytr = subset_tensors(train, n_ft, seed=7)
     x, y = subset_tensors(test, n_test or P.n_test, seed=0)
 
-    def art_clf(model):
+    def art_clf(model):  # on the model's device
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-        return PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), optimizer=opt, input_shape=(3, 32, 32),
-                                 nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
+        return interop.art_classifier(model, (3, 32, 32), optimizer=opt)
 
     runs = {}
     seed_everything(0)
     m = copy.deepcopy(base)
     clf = art_clf(m)
-    pgd = ProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=step, max_iter=steps, num_random_init=1,
+    pgd = ProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=alpha, max_iter=steps, num_random_init=1,
                                    batch_size=batch, verbose=False)
     with Timer() as t:
         AdversarialTrainer(clf, pgd, ratio=0.5).fit(xtr.numpy(), ytr.numpy(), batch_size=batch, nb_epochs=epochs)
@@ -120,7 +124,7 @@ def art_part(epochs=1, n_ft=None, n_test=None):
     seed_everything(0)
     m = copy.deepcopy(base)
     clf = art_clf(m)
-    madry = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch, eps=eps, eps_step=step, max_iter=steps)
+    madry = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch, eps=eps, eps_step=alpha, max_iter=steps)
     madry.attack.set_params(batch_size=batch, verbose=False)
     with Timer() as t:
         madry.fit(xtr.numpy(), ytr.numpy())
@@ -130,25 +134,23 @@ def art_part(epochs=1, n_ft=None, n_test=None):
         m = copy.deepcopy(base)
         loader = make_loader(torch.utils.data.TensorDataset(xtr, ytr), batch, shuffle=True, seed=0)
         with Timer() as t:
-            training.fit(m, loader, epochs, lr=lr, attack=TrainingAttack("pgd", eps, step, steps), schedule="constant",
-                         ratio=ratio, progress=False)
+            training.fit(m, loader, epochs, lr=lr, attack=train_attack, schedule="constant", ratio=ratio, progress=False)
         runs[f"course training.fit (ratio {ratio:g})"] = (m, t)
     rows = []
-    gen = torch.Generator().manual_seed(0)
-    pgd20 = lambda mm, xx, yy: attacks.pgd(mm, xx, yy, eps, step, 20, generator=gen)  # noqa: E731
-    threat = threat_string("PGD", norm="linf", eps=eps, steps=20, step=step, restarts=1)
+    pgd20 = AttackConfig(eps, steps=20, alpha=alpha, generator=torch.Generator().manual_seed(0))
     for name, (model, t) in [("pretrained (standard)", (base, None))] + list(runs.items()):
         model.eval()
-        c, r = evaluate(model, (x, y), progress=False), evaluate(model, (x, y), pgd20, threat=threat, progress=False)
+        c, r = evaluate(model, (x, y), progress=False), evaluate(model, (x, y), pgd20, progress=False)
         rows.append({"trainer": name, "wall_s": None if t is None else round(t.wall, 1),
                      "cpu_s": None if t is None else round(t.cpu, 1), "clean": c.accuracy, "clean_ci": c.ci,
-                     f"{threat} ({r.n} images)": r.accuracy, "robust_ci": r.ci})
+                     f"{r.threat} ({r.n} images)": r.accuracy, "robust_ci": r.ci})
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    ref = df.loc[df.trainer == "course training.fit (ratio 0.5)", "cpu_s"].item()
-    df["cpu time / course (ratio 0.5)"] = df["cpu_s"] / ref
-    print(f"\n## p1: {n_ft} training images, {epochs} epoch(s), PGD-{steps} (eps 8/255, step 2/255, 1 random start),"
+    timed = "wall_s" if device.type == "cuda" else "cpu_s"  # CPU time says little about GPU work
+    ref = df.loc[df.trainer == "course training.fit (ratio 0.5)", timed].item()
+    df[f"{timed[:-2]} time / course (ratio 0.5)"] = df[timed] / ref
+    print(f"\n## p1 on {device}: {n_ft} training images, {epochs} epoch(s), training attack {train_attack},"
           f" SGD lr {lr} momentum 0.9, batch {batch}")
     print(df.to_string())
     _save("art", {"describe": describe(), "n_train": n_ft, "epochs": epochs, "steps": steps, "table": df.to_dict("records")})
@@ -163,22 +165,25 @@ def speed_part(batches=10):
     """
     import pandas as pd
 
+    device = get_device()
     rows = []
     for dataset, shape in (("mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))):
         r = zoo.recipe(dataset)
-        model = zoo.build(r)
-        opt, _ = training.make_optimizer(model, r["lr"], optimizer=r["optimizer"], schedule="constant")
-        attack = TrainingAttack(r["kind"], r["eps"], r["alpha"], r["steps"])
+        cfg = r["train"]  # the AdversarialTrainingConfig: attack, epochs, optimizer, lr
+        model = zoo.build(r).to(device)
+        opt, _ = training.make_optimizer(model, cfg.lr, optimizer=cfg.optimizer, schedule="constant")
+        attack = cfg.attack
         g = torch.Generator().manual_seed(0)
         x, y = torch.rand(r["batch"], *shape, generator=g), torch.randint(0, 10, (r["batch"],), generator=g)
+        x, y = x.to(device), y.to(device)
         training.train_step(model, opt, x, y, attack)  # warm-up
         with Timer() as t:
             for _ in range(batches):
                 training.train_step(model, opt, x, y, attack)
         per_image = t.cpu / (batches * r["batch"]) / torch.get_num_threads()
-        total = per_image * (r["n_train"]) * r["epochs"]
-        rows.append({"recipe": f"{dataset} {get_profile().name}: {r['model']} {r['kind']} steps={r['steps']}",
-                     "images x epochs": r["n_train"] * r["epochs"], "CPU ms / image (1 thread)": 1e3 * per_image,
+        total = per_image * r["n_train"] * cfg.epochs
+        rows.append({"recipe": f"{dataset} {get_profile().name}: {r['model']} {attack}", "device": str(device),
+                     "images x epochs": r["n_train"] * cfg.epochs, "CPU ms / image (1 thread)": 1e3 * per_image,
                      "est. training CPU s": total, "est. unloaded 2-core wall s": total / 1.6,
                      "wall ms / image here": 1e3 * t.wall / (batches * r["batch"])})
     df = pd.DataFrame(rows)

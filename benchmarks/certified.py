@@ -27,13 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils import attacks, certify, data, models, training
+from course_utils import certify, data, interop, models, training
+from course_utils.attacks import AttackConfig
 from course_utils.config import cache_dir, get_device, get_profile, seed_everything
-from course_utils.evaluation import EvalResult
+from course_utils.evaluation import EvalResult, evaluate
 
 SIGMA, N0, ALPHA, SEED = 0.25, 100, 0.001, 0
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 IBP_EPS = 0.1
+PGD40 = AttackConfig(IBP_EPS, steps=40, alpha=0.01)  # the attack against the IBP-trained model
 
 
 def smoothing_recipe(P):
@@ -70,12 +72,12 @@ def ibp_model(P, device):
                                  train, device=device).eval()
 
 
-def art_smoothing(model, n0, sigma, device):
+def art_smoothing(model, n0, sigma):
+    """ART's randomized smoothing around ``model``, on the model's device."""
     from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
 
     return PyTorchRandomizedSmoothing(model, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
-                                      sample_size=n0, scale=sigma, alpha=ALPHA,
-                                      device_type="gpu" if device.type == "cuda" else "cpu")
+                                      sample_size=n0, scale=sigma, alpha=ALPHA, device_type=interop.art_device_type(model))
 
 
 class Unrolled(nn.Module):
@@ -107,7 +109,7 @@ def bench_smoothing(P, device, images, n, art_images):
     ours = {"samples_per_s": len(res) * (N0 + n) / seconds, "seconds": seconds}
     # ART on the first art_images images, same model / n0 / n / batch size
     k = min(art_images, len(x))
-    art = art_smoothing(model, N0, SIGMA, device)
+    art = art_smoothing(model, N0, SIGMA)
     np.random.seed(SEED)
     t0 = time.perf_counter()
     art_pred, art_radius = art.certify(x[:k].numpy(), n=n, batch_size=1000)
@@ -138,11 +140,9 @@ def bench_ibp(P, device, images):
     ver, _ = certify.verified_accuracy(model, x, y, IBP_EPS)
     ours_s = time.perf_counter() - t0
     ver_naive, _ = certify.verified_accuracy(model, x, y, IBP_EPS, elide=False)
-    x_adv = torch.cat([attacks.pgd(model, x[i:i + 250], y[i:i + 250], IBP_EPS, 0.01, 40) for i in range(0, len(x), 250)])
-    with torch.no_grad():
-        robust = int((model(x_adv).argmax(1) == y).sum())
+    robust = evaluate(model, (x, y), PGD40, batch_size=250, progress=False)
     out = {"images": len(x), "eps": IBP_EPS, "recipe": dict(zip(("epochs", "n_train", "eps_train"), ibp_recipe(P))),
-           "clean": EvalResult(clean, len(x)).row(), "pgd40": EvalResult(robust, len(x), "PGD-40 linf 0.1").row(),
+           "clean": EvalResult(clean, len(x)).row(), "pgd40": robust.row(),
            "verified_margin": EvalResult(ver, len(x), "IBP linf 0.1 (elided margins)").row(),
            "verified_naive": EvalResult(ver_naive, len(x), "IBP linf 0.1 (l_y > u_j)").row(),
            "ours_images_per_s": len(x) / ours_s}
@@ -150,16 +150,16 @@ def bench_ibp(P, device, images):
         from art.estimators.certification.interval import PyTorchIBPClassifier
 
         mean, std = models.MNIST_MEAN[0], models.MNIST_STD[0]
-        art = PyTorchIBPClassifier(Unrolled(model).to(device), loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+        art = PyTorchIBPClassifier(Unrolled(model), loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
                                    nb_classes=10, clip_values=(0.0, 1.0), preprocessing=(mean, std),
-                                   device_type="gpu" if device.type == "cuda" else "cpu")
+                                   device_type=interop.art_device_type(model))
         t0 = time.perf_counter()
-        b = art.predict_intervals(x.cpu().numpy(), bounds=IBP_EPS / std, limits=[-mean / std, (1 - mean) / std], batch_size=250)
+        b = art.predict_intervals(x.numpy(force=True), bounds=IBP_EPS / std, limits=[-mean / std, (1 - mean) / std], batch_size=250)
         art_s = time.perf_counter() - t0
         lower, upper = certify.interval_bounds(model, x, IBP_EPS)
-        art_ver = art.certify(b, y.cpu().numpy())
-        out["vs_art"] = {"max_abs_bound_diff": float(max(np.abs(b[:, 0] - lower.detach().cpu().numpy()).max(),
-                                                         np.abs(b[:, 1] - upper.detach().cpu().numpy()).max())),
+        art_ver = art.certify(b, y.numpy(force=True))
+        out["vs_art"] = {"max_abs_bound_diff": float(max(np.abs(b[:, 0] - lower.numpy(force=True)).max(),
+                                                         np.abs(b[:, 1] - upper.numpy(force=True)).max())),
                          "art_verified": int(art_ver.sum()), "art_images_per_s": len(x) / art_s}
     except Exception as e:  # report, do not hide
         out["vs_art"] = {"error": f"{type(e).__name__}: {e}"}

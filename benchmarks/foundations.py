@@ -23,10 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_utils import attacks, data, evaluation, zoo
+from course_utils import data, evaluation, interop, zoo
+from course_utils.attacks import AttackConfig
 from course_utils.config import get_device, seed_everything
 
 EPS, ALPHA, STEPS, SEED = 0.3, 0.01, 40, 0
+PGD = AttackConfig(EPS, steps=STEPS, alpha=ALPHA)  # one random start
 
 
 def bare_loop(model, x, y):
@@ -43,19 +45,17 @@ def runners(model, x, y):
     import foolbox as fb
     import torchattacks
     from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
 
-    clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                            clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu")
+    clf = interop.art_classifier(model, x.shape[1:])  # on the model's device
     art_pgd = ProjectedGradientDescent(clf, norm=np.inf, eps=EPS, eps_step=ALPHA, max_iter=STEPS, num_random_init=1,
                                        batch_size=len(x), verbose=False)
     ta_pgd = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
     fb_pgd = fb.attacks.LinfPGD(abs_stepsize=ALPHA, steps=STEPS, random_start=True)
-    x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
+    x_np, y_np = x.numpy(force=True), y.numpy(force=True)
     return {
         "bare forward+backward (limit)": lambda: bare_loop(model, x, y),
-        "course_utils.attacks.pgd": lambda: attacks.pgd(model, x, y, EPS, ALPHA, STEPS),
+        "course_utils.attacks.pgd": lambda: PGD(model, x, y),
         "torchattacks 3.x PGD": lambda: ta_pgd(x, y),
         "ART ProjectedGradientDescent": lambda: torch.as_tensor(art_pgd.generate(x_np, y=y_np)),
         "foolbox LinfPGD": lambda: fb_pgd(fmodel, x, y, epsilons=EPS)[1],
@@ -79,9 +79,7 @@ def main():
     x, y = x.to(device), y.to(device)
     clean = evaluation.evaluate(model, (x, y), threat="clean", progress=False)
     gen = torch.Generator().manual_seed(SEED)
-    robust = evaluation.evaluate(model, (x, y), attack=lambda m, a, b: attacks.pgd(m, a, b, EPS, ALPHA, STEPS, generator=gen),
-                                 threat=evaluation.threat_string("PGD", norm="linf", eps=EPS, alpha=ALPHA, steps=STEPS, restarts=1),
-                                 progress=False)
+    robust = evaluation.evaluate(model, (x, y), PGD.replace(generator=gen), progress=False)
     print(f"standard CNN, zoo.STANDARD['mnist']['quick'] = {r}; model ready in {t_model:.0f} s (cached or trained)")
     print("| threat model | images | accuracy | 95% CI | target |\n|---|---|---|---|---|")
     for r, target in ((clean, ">= 99.0%"), (robust, "< 2%")):
@@ -97,10 +95,12 @@ def main():
         for name, run in runs.items():
             t0 = time.perf_counter()
             run()
+            if device.type == "cuda":  # wait for the GPU before reading the clock
+                torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t0)
     timings = {name: statistics.median(t) for name, t in times.items()}
     limit = timings["bare forward+backward (limit)"]
-    print(f"\nPGD-{STEPS} (L-inf eps {EPS}, step {ALPHA}, random start), {len(xt)} images, one batch, median of {args.repeats}")
+    print(f"\n{PGD}, {len(xt)} images, one batch, median of {args.repeats}")
     print("| implementation | seconds | images/s | ratio to the limit |\n|---|---|---|---|")
     for name, t in timings.items():
         print(f"| {name} | {t:.2f} | {len(xt) / t:.0f} | {limit / t:.2f} |")

@@ -46,7 +46,7 @@ def main():
     keep = args.keep_outputs
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-    print(f"| notebook | profile | wall time (s) | slowest cells (s, cell) | status |\n|---|---|---|---|---|")
+    print("| notebook | profile | wall time (s) | slowest cells (s, cell) | status |\n|---|---|---|---|---|")
     for path in args.notebooks:
         total, slow, error = run(path, args.profile, args.timeout, keep)
         slow_s = "; ".join(f"{t:.0f} s #{i}" for t, i, _ in slow)

@@ -17,7 +17,8 @@ import time
 import pandas as pd
 import torch
 
-from course_utils import attacks, data, models, sanitization, training
+from course_utils import data, interop, models, sanitization, training
+from course_utils.attacks import AttackConfig
 from course_utils.config import describe, get_device, get_profile, seed_everything
 
 EPS = 0.3  # L-infinity radius (pixels), MNIST standard
@@ -33,7 +34,7 @@ def load_models(P, device, train_set, robust=False):
 
     def train_fgsm_rs(model):  # FGSM with random start (Wong et al. 2020), as in notebook 06
         training.fit(model, data.make_loader(train_set, P.batch_size, n=P.n_train, seed=0), epochs=P.epochs, lr=5e-3,
-                     optimizer="adam", weight_decay=0, attack=lambda m, x, y: attacks.pgd(m, x, y, EPS, 1.25 * EPS, 1))
+                     optimizer="adam", weight_decay=0, attack=AttackConfig(EPS, kind="fgsm_rs"))  # alpha = 1.25 EPS
 
     if not robust:
         return training.cached_model(f"mnist_small_cnn_standard_{P.name}_{n_train}_{epochs}", models.mnist_small_cnn, train_standard,
@@ -75,16 +76,17 @@ def main():
     n_ad = args.n_adaptive or P.pick(smoke=16, quick=100, full=1_000)
     n_cw = P.pick(smoke=4, quick=20, full=200)
     steps, ad_steps, n_targets = P.attack_steps, P.pick(smoke=5, quick=50, full=200), P.pick(smoke=1, quick=1, full=3)
-    threat = f"Linf eps={EPS}, PGD steps={steps} alpha={ALPHA}"
+    pgd = AttackConfig(EPS, steps=steps, alpha=ALPHA, restarts=P.restarts)  # the non-adaptive attack
+    threat = str(pgd)
     print(f"calibration images {n_cal}, evaluation images {n_eval}, adaptive images {n_ad}, CW images {n_cw}; {threat}")
 
     squeezers = sanitization.paper_squeezers("mnist")
     det = timed(times, "calibrate squeezing detector", lambda: sanitization.SqueezeDetector(std, squeezers).fit_threshold(x_cal, FPR))
     fpr_eval = det.detect(x).float().mean().item()
     rows = []
-    x_fgsm = timed(times, "FGSM", lambda: attacks.fgsm(std, x, y, EPS))
+    x_fgsm = timed(times, "FGSM", lambda: AttackConfig.fgsm(EPS)(std, x, y))
     rows.append(sanitization.detection_report(std, det, x, y, x_fgsm, "FGSM eps=0.3"))
-    x_pgd = timed(times, f"PGD-{steps}", lambda: attacks.pgd(std, x, y, EPS, ALPHA, steps, restarts=P.restarts))
+    x_pgd = timed(times, f"PGD-{steps}", lambda: pgd(std, x, y))
     rows.append(sanitization.detection_report(std, det, x, y, x_pgd, f"PGD-{steps} eps=0.3"))
     auc = sanitization.roc_points(det.score(x), det.score(x_pgd))[2]
     if not args.skip_cw:  # ART's CW-L2 (CW-Linf is too slow on this CPU: > 10 min for 20 images)
@@ -95,14 +97,14 @@ def main():
 
     # ART's FeatureSqueezing computes the same 1-bit squeezer
     from art.defences.preprocessor import FeatureSqueezing
-    art_bits = torch.from_numpy(FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=1)(x_pgd.cpu().numpy())[0])
-    art_gap = (art_bits - sanitization.bit_depth(x_pgd, 1).cpu()).abs().max().item()
+    art_bits = torch.from_numpy(FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=1)(x_pgd.numpy(force=True))[0])
+    art_gap = (art_bits.to(x_pgd.device) - sanitization.bit_depth(x_pgd, 1)).abs().max().item()
 
     # adaptive attacks, on the first n_ad evaluation images
     xa, ya = x[:n_ad], y[:n_ad]
     bpda_model = sanitization.BPDAModel(std, squeezers["bit depth 1"])
     x_bpda = timed(times, "BPDA-PGD vs 1-bit squeezed classifier",
-                   lambda: attacks.pgd(bpda_model, xa, ya, EPS, ALPHA, ad_steps))
+                   lambda: AttackConfig(EPS, steps=ad_steps, alpha=ALPHA)(bpda_model, xa, ya))
     with torch.no_grad():
         acc_squeezed_pgd = (bpda_model(x_pgd[:n_ad]).argmax(1) == ya).float().mean().item()
         acc_squeezed_bpda = (bpda_model(x_bpda).argmax(1) == ya).float().mean().item()
@@ -110,7 +112,7 @@ def main():
                  lambda: sanitization.adaptive_pgd(std, det, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))
     rows.append(sanitization.detection_report(std, det, xa, ya, x_ad, f"adaptive PGD-{ad_steps} x{n_targets} eps=0.3"))
     big = 0.5  # the budget at which 1-bit squeezing no longer holds (pixels can cross 0.5)
-    x_pgd_big = attacks.pgd(std, xa, ya, big, big / 30, steps)
+    x_pgd_big = AttackConfig(big, steps=steps, alpha=big / 30)(std, xa, ya)
     rows.append(sanitization.detection_report(std, det, xa, ya, x_pgd_big, f"PGD-{steps} eps={big}"))
     x_ad_big = timed(times, f"adaptive PGD-{ad_steps} eps={big}",
                      lambda: sanitization.adaptive_pgd(std, det, xa, ya, big, big / 30, ad_steps, n_targets=n_targets))
@@ -119,7 +121,7 @@ def main():
     # defense in depth: FGSM-RS model + its own squeezing detector
     rob = timed(times, "FGSM-RS model (train or load)", lambda: load_models(P, device, train_set, robust=True))
     det_rob = sanitization.SqueezeDetector(rob, squeezers).fit_threshold(x_cal, FPR)
-    x_pgd_rob = timed(times, "PGD vs FGSM-RS model", lambda: attacks.pgd(rob, x, y, EPS, ALPHA, steps, restarts=P.restarts))
+    x_pgd_rob = timed(times, "PGD vs FGSM-RS model", lambda: pgd(rob, x, y))
     rob_rows = [sanitization.detection_report(rob, det_rob, x, y, x_pgd_rob, f"[FGSM-RS model] PGD-{steps}")]
     x_ad_rob = timed(times, "adaptive PGD vs FGSM-RS + detector",
                      lambda: sanitization.adaptive_pgd(rob, det_rob, xa, ya, EPS, ALPHA, ad_steps, n_targets=n_targets))

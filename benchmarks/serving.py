@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from course_utils import data
-from course_utils.config import cache_dir
+from course_utils.config import cache_dir, get_device
 from course_utils.serving import course_model, export_model
 from course_utils.serving.client import ApiClient, ServiceProcess
 from course_utils.serving.uploads import encode_png
@@ -66,11 +66,11 @@ def main():
     x_calib, _ = test.tensors(perm[:500])
     x, _ = test.tensors(perm[500:500 + args.requests + 20])
     pngs = [encode_png(xi) for xi in x]
-    model, arch_kwargs = course_model("quick")
-    model = model.cpu().eval()
+    device = get_device()  # trains here if not cached; the service process loads the exported file itself
+    model, arch_kwargs = course_model("quick", device=device)
     path = cache_dir() / "p4" / "bench_model.pt"
-    export_model(model, path, "mnist_small_cnn", "mnist", x_calib=x_calib, fpr=0.05, meta={"profile": "quick"},
-                 architecture_kwargs=arch_kwargs)
+    export_model(model.eval(), path, "mnist_small_cnn", "mnist", x_calib=x_calib.to(device), fpr=0.05,
+                 meta={"profile": "quick"}, architecture_kwargs=arch_kwargs)
 
     high = ["--rate", "1000000", "--burst", "1000000"]
     configs = {"bare (validation + model)": ["--no-defense"],

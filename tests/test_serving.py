@@ -5,11 +5,9 @@ is an untrained seeded CNN with the squeeze threshold calibrated for a 25% false
 so that ordinary traffic produces flags to count.
 """
 import io
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -21,7 +19,8 @@ from PIL import Image
 from course_utils import data, models
 from course_utils.config import seed_everything
 from course_utils.serving import ModelFileError, Service, ServiceConfig, create_app, export_model, load_service_model
-from course_utils.serving.client import ApiClient, ServiceProcess, ThreadedServer
+from course_utils.serving.client import (ApiClient, Blocked, bomb_png, LabelOracle, ServiceProcess, ThreadedServer, Traffic,
+                                         hop_skip_jump, hostile_uploads, start_image, with_retries)
 from course_utils.serving.layers import Classifier, QueryPatternDetector, knn_distance
 from course_utils.serving.ratelimit import TokenBucketLimiter
 from course_utils.serving.store import FlagStore, read_flags
@@ -58,15 +57,6 @@ def png(arr, mode="L") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr, mode=mode).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def bomb_png(width=100_000, height=100_000) -> bytes:
-    """A valid PNG whose header declares width x height pixels, with almost no data (a decompression bomb)."""
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    idat = zlib.compress(b"\x00" * 1000, 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def jpeg(arr) -> bytes:
@@ -227,6 +217,103 @@ def test_rate_limit_and_metrics(model_file, tmp_path, images):
         m = c.metrics()
         assert m["rate_limited"] == 4 and m["requests"]["429"] == 4 and m["total"] == 7
         assert "imageapi_request_latency_seconds_bucket" in c.http.get("/metrics").text
+
+
+# ----------------------------------------------------------------------------- the client: retries, traffic, oracle
+def scripted(statuses, calls):
+    """request() for with_retries: answers the given statuses in turn, counting the calls."""
+    answers = iter(statuses)
+
+    def request():
+        calls.append(1)
+        return httpx.Response(next(answers))
+    return request
+
+
+def test_with_retries_retries_429_and_503_up_to_a_limit():
+    calls, waits = [], []
+    r = with_retries(scripted([429, 503, 200], calls), retries=5, wait=0.1, sleep=waits.append)
+    assert r.status_code == 200 and len(calls) == 3 and waits == [0.1, 0.1]
+    calls.clear()
+    r = with_retries(scripted([429] * 10, calls), retries=3, wait=0.1, sleep=waits.append)
+    assert r.status_code == 429 and len(calls) == 4  # gave up: the first try and 3 retries
+    for status in (200, 400, 403, 413, 500):  # answered, refused or broken: never asked again
+        calls.clear()
+        assert with_retries(scripted([status, 200], calls), retries=3, sleep=waits.append).status_code == status
+        assert len(calls) == 1
+    calls.clear()
+    assert with_retries(scripted([429, 200], calls), sleep=waits.append).status_code == 429  # default: no retry
+    with pytest.raises(ValueError):
+        with_retries(scripted([200], calls), retries=-1)
+
+
+def test_api_client_retries_a_rate_limit(model_file, tmp_path, images):
+    service = make_service(model_file, tmp_path / "f.sqlite", rate=4.0, burst=1)
+    with ThreadedServer(create_app(service)) as url:
+        with ApiClient(url, "patient", retries=50, wait=0.05) as patient:
+            assert [patient.predict(images[0][i])[0] for i in range(3)] == [200] * 3  # waited for tokens
+        with ApiClient(url, "impatient", retries=2, wait=0.01) as impatient:
+            assert impatient.predict(images[0][3])[0] == 200
+            before = impatient.metrics()["requests"].get("429", 0)
+            assert impatient.predict(images[0][4])[0] == 429  # gave up
+            assert impatient.metrics()["requests"]["429"] - before == 3  # one try and two retries
+
+
+def test_traffic_keeps_ground_truth_and_a_timeline(server, images):
+    url, _ = server
+    x, y = images[0][40:46], images[1][40:46]
+    traffic = Traffic(ApiClient(url, "ops"))
+    df = traffic.send([ApiClient(url, "traffic-a"), ApiClient(url, "traffic-b")], x, y, "test", every=4)
+    assert len(df) == 6 and (df.status == 200).all() and df.y.tolist() == y.tolist()
+    assert sorted(traffic.sent.values()) == sorted((int(v), "test") for v in y)
+    assert [row["phase"] for row in traffic.timeline] == ["test", "test"]  # after 4 requests, and at the end
+    assert traffic.timeline[1]["requests"] - traffic.timeline[0]["requests"] == 2
+
+
+def test_hostile_uploads_are_refused(server, images):
+    url, _ = server
+    with ApiClient(url, "prober-test") as c:
+        for name, (payload, content_type) in hostile_uploads(encode_png(images[0][50])).items():
+            status, body = c.predict(data=payload, content_type=content_type)
+            assert 400 <= status < 500 and len(body["detail"]) > 10, (name, status, body)
+        assert c.predict(images[0][51])[0] == 200
+
+
+def test_label_oracle_rotates_identities_and_gives_up_when_blocked():
+    ids = []
+
+    def handler(request):  # 3 answers, a rejection, then 403 for ever
+        ids.append(request.headers["X-Client-ID"])
+        if len(ids) <= 4:
+            return httpx.Response(200, json={"label": 7 if len(ids) <= 3 else None, "decision": "accept", "flagged": False})
+        return httpx.Response(403, json={"label": None, "decision": "blocked", "flagged": True})
+
+    snaps = []
+    oracle = LabelOracle("http://test", "hsj-0", fallback=2, phase="p", rotate=2, give_up=3, monitor=snaps.append, every=2,
+                         transport=httpx.MockTransport(handler))
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    out = oracle(x)
+    assert out.shape == (4, 10) and out.sum(1).tolist() == [1.0] * 4 and out.argmax(1).tolist() == [7, 7, 7, 2]
+    assert ids == ["hsj-0-0", "hsj-0-0", "hsj-0-2", "hsj-0-2"] and snaps == ["p", "p"]
+    with pytest.raises(Blocked):
+        oracle(x)
+    assert [r["status"] for r in oracle.log] == [200] * 4 + [403] * 3 and ids[-1] == "hsj-0-6"
+
+
+def test_hop_skip_jump_from_a_start_image_stays_adversarial():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 28, 28, generator=g)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+        labels = lambda a: torch.nn.functional.one_hot(model(torch.from_numpy(a)).argmax(1), 10).float().numpy()  # noqa: E731
+        start = start_image(x, y, 0, lambda xi: int(model(xi[None]).argmax(1)))
+        assert start is not None and int(model(torch.from_numpy(start)).argmax(1)) != y[0]
+        x_adv = hop_skip_jump(labels, x[:1], dict(max_iter=2, max_eval=20, init_eval=10, init_size=20), start)
+        assert x_adv.shape == (1, 1, 28, 28) and 0 <= x_adv.min() and x_adv.max() <= 1
+        assert int(model(x_adv).argmax(1)) != y[0]  # still misclassified, and closer to x than the start
+        assert (x_adv - x[:1]).norm() < (torch.from_numpy(start) - x[:1]).norm()
+    assert start_image(x, torch.zeros(6, dtype=torch.long), 0, lambda xi: 0) is None  # no other class: no start
 
 
 # ----------------------------------------------------------------------------- load and durability

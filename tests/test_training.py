@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import attacks, training
+from course_utils import training
 from course_utils.attacks import AttackConfig
 from course_utils.evaluation import per_class_accuracy, robustness_ladder
 from course_utils.training import AdversarialTrainingConfig, adversarial_fit, curriculum

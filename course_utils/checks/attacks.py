@@ -20,7 +20,7 @@ def tiny_classifier(generator: torch.Generator, d: int = 12, num_classes: int = 
 def _attack_inputs(generator, batch=5, d=12, num_classes=3):
     model = tiny_classifier(generator, d, num_classes)
     x = torch.rand(batch, 1, 2, d // 2, generator=generator)
-    y = torch.randint(0, classes, (batch,), generator=generator)
+    y = torch.randint(0, num_classes, (batch,), generator=generator)
     return model, x, y
 
 

@@ -82,8 +82,8 @@ def check_per_class_accuracy(learner_fn, num_classes: int = 10):
         return per_class_accuracy(pred, y, num_classes)
 
     def inputs(g):
-        y = torch.randint(0, classes - 1, (200,), generator=g)  # the last class is absent
-        pred = torch.where(torch.rand(200, generator=g) < 0.6, y, torch.randint(0, classes, (200,), generator=g))
+        y = torch.randint(0, num_classes - 1, (200,), generator=g)  # the last class is absent
+        pred = torch.where(torch.rand(200, generator=g) < 0.6, y, torch.randint(0, num_classes, (200,), generator=g))
         return pred, y
 
     def both(fn):

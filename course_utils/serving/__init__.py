@@ -1,7 +1,7 @@
 """A defended image-classification API (project p4, notebook ``projects/p4_secure_image_api``).
 
 ``python -m course_utils.serving --model PATH`` serves ``POST /predict``, ``GET /health`` and
-``GET /metrics`` on 127.0.0.1. Modules: ``validation`` (upload checks), ``layers`` (squeeze
+``GET /metrics`` on 127.0.0.1. Modules: ``uploads`` (upload checks), ``layers`` (squeeze
 detector, smoothed classifier, query-pattern detector), ``ratelimit``, ``store`` (SQLite flag
 log), ``metrics`` (Prometheus), ``modelfile`` (safe model files), ``app`` (FastAPI), ``client``
 (start the service in a subprocess and call it). FastAPI, uvicorn and httpx are imported only

@@ -3,12 +3,25 @@
 ``ServiceProcess(model_path, db_path, args)`` starts ``python -m course_utils.serving`` on
 127.0.0.1 and a free port, waits for ``GET /health`` and stops it (``stop``: SIGTERM then
 SIGKILL; ``kill``: SIGKILL at once, to test durability). Use it as a context manager so the
-service stops on error too. ``ApiClient(url, client_id)`` sends images: ``predict(x)`` encodes x
-(C, H, W) in [0, 1] as PNG and returns ``(status, json)``.
+service stops on error too, or ``guarded(fn, ...)`` for one phase of a notebook.
+``ApiClient(url, client_id, retries, wait)`` sends images: ``predict(x)`` encodes x (C, H, W) in
+[0, 1] as PNG and returns ``(status, json)``; a 429 (rate limited) or 503 answer is asked again
+up to ``retries`` times by ``with_retries``, the one retry loop.
+
+For notebook p4's traffic and attacks:
+
+- ``Traffic(ops)``: sends labelled images (``send``), remembers the SHA-256 and true label of
+  every PNG sent (the analyst's ground truth) and scrapes ``GET /metrics`` into a timeline.
+- ``hostile_uploads(png)``: the malformed and hostile files a prober sends first (``bomb_png``).
+- ``LabelOracle``: ART's ``predict_fn`` through the API (one request per image, labels only) for
+  decision-based attacks; ``Blocked`` when its identity keeps getting 403. ``hop_skip_jump`` runs
+  ART's HopSkipJump (Chen, Jordan & Wainwright 2020) through such an oracle; ``start_image`` picks
+  a real image of another class to start from.
 """
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import socket
 import subprocess
@@ -18,11 +31,14 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import torch
 
 from .metrics import scrape
 from .uploads import encode_png
 
 HOST = "127.0.0.1"
+RETRY_STATUSES = frozenset({429, 503})  # rate limited, temporarily unavailable: worth asking again
 
 
 def _die_with_parent():  # runs in the child before exec: SIGTERM it when the parent dies
@@ -95,6 +111,14 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def guarded(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (one phase of traffic); on any error stop the service, then re-raise."""
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            self.stop()
+            raise
+
     def __enter__(self):
         return self.start()
 
@@ -102,18 +126,43 @@ class ServiceProcess:
         self.stop()
 
 
-class ApiClient:
-    """A client of one service. client_id: sent as X-Client-ID (None: identified by address)."""
+def with_retries(request, retries: int = 0, wait: float = 0.2, statuses=RETRY_STATUSES, sleep=time.sleep):
+    """The client's one retry loop: ``request()`` -> ``httpx.Response``, called again while the answer's
+    status is in ``statuses`` (429 rate limited, 503 unavailable), at most ``retries`` more times and
+    ``wait`` seconds apart. Returns the last response: still 429 / 503 when the client gave up.
 
-    def __init__(self, url: str, client_id: str | None = None, timeout: float = 30.0):
-        self.url = url
-        self.http = httpx.Client(base_url=url, timeout=timeout,
+    The wait is fixed and short: the service's ``Retry-After`` is rounded up to whole seconds, while a
+    token of its per-client bucket refills in 1 / rate seconds. ``sleep``: injectable for tests.
+    """
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries!r}")
+    response = request()
+    for _ in range(retries):
+        if response.status_code not in statuses:
+            break
+        sleep(wait)
+        response = request()
+    return response
+
+
+class ApiClient:
+    """A client of one service. client_id: sent as X-Client-ID (None: identified by address).
+
+    retries / wait: how many times and how far apart a 429 or 503 answer is asked again
+    (``with_retries``; 0: returned as it is). transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
+    """
+
+    def __init__(self, url: str, client_id: str | None = None, timeout: float = 30.0, retries: int = 0,
+                 wait: float = 0.2, transport=None):
+        self.url, self.retries, self.wait = url, retries, wait
+        self.http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                  headers={"X-Client-ID": client_id} if client_id else {})
 
     def predict(self, x=None, data: bytes | None = None, content_type: str = "image/png"):
         """POST one image (tensor x, or raw ``data`` bytes) as multipart field ``file``: (status, json)."""
         data = encode_png(x) if data is None else data
-        r = self.http.post("/predict", files={"file": ("image.png", data, content_type)})
+        r = with_retries(lambda: self.http.post("/predict", files={"file": ("image.png", data, content_type)}),
+                         self.retries, self.wait)
         return r.status_code, r.json()
 
     def labels_one(self, x):
@@ -135,6 +184,140 @@ class ApiClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Traffic:
+    """Labelled traffic to one service, and what it did (notebook p4).
+
+    ``send(clients, x, y, phase)`` posts each image of x (B, C, H, W) in [0, 1], the clients taking
+    turns, and returns a DataFrame with one row per request: phase, status, label, decision,
+    flagged and the true label y. ``sent`` maps the SHA-256 of every PNG sent to ``(y, phase)``:
+    the ground truth an analyst would supply when replaying the log. ``snapshot(phase)`` scrapes
+    ``GET /metrics`` through the client ``ops`` into ``timeline`` (cumulative counters, one row per
+    scrape), as Prometheus would; after a redeployment, point ``ops`` at the new service.
+    """
+
+    def __init__(self, ops: ApiClient):
+        self.ops, self.timeline, self.sent = ops, [], {}
+
+    def snapshot(self, phase: str):
+        m = self.ops.metrics()
+        req = m["requests"]
+        self.timeline.append({"t": time.time(), "phase": phase, "requests": m["total"], "flagged": m["flagged"],
+                              "4xx": sum(v for k, v in req.items() if k.startswith("4") and k not in ("403", "429")),
+                              "429": req.get("429", 0), "403": req.get("403", 0),
+                              **{f"flag_{k}": v for k, v in m["flags"].items()}})
+
+    def send(self, clients, x, y, phase: str, every: int = 8):
+        """POST each image of x with one client (an ``ApiClient``) or a list taking turns; snapshot every ``every``."""
+        import pandas as pd
+
+        clients = list(clients) if isinstance(clients, (list, tuple)) else [clients]
+        rows = []
+        for i in range(len(x)):
+            png = encode_png(x[i])
+            self.sent[hashlib.sha256(png).hexdigest()] = (int(y[i]), phase)
+            status, body = clients[i % len(clients)].predict(data=png)
+            rows.append({"phase": phase, "status": status, "label": body.get("label"), "decision": body.get("decision"),
+                         "flagged": body.get("flagged", False), "y": int(y[i])})
+            if (i + 1) % every == 0:
+                self.snapshot(phase)
+        self.snapshot(phase)
+        return pd.DataFrame(rows)
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A valid PNG whose header declares width x height pixels, with almost no data (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def hostile_uploads(good_png: bytes) -> dict:
+    """What a prober sends first: ``{name: (bytes, content type)}``. An empty upload, text declared as
+    PNG, a PNG declared as text, the first half of ``good_png`` and a decompression bomb; the
+    service must answer each with a 4xx and a message, and keep serving."""
+    return {"empty": (b"", "image/png"), "text as png": (b"hello", "image/png"), "wrong type": (good_png, "text/plain"),
+            "truncated": (good_png[: len(good_png) // 2], "image/png"), "bomb": (bomb_png(), "image/png")}
+
+
+class Blocked(Exception):
+    """The attacker gives up: its identity keeps getting HTTP 403."""
+
+
+class LabelOracle:
+    """``predict_fn`` for ART's ``BlackBoxClassifier``: one HTTP request per image, one-hot labels.
+
+    What a decision-based attacker sees: only the label. Where the API gives none (rejected, blocked,
+    still rate limited), the oracle reports ``fallback`` (the true label: "not adversarial").
+    Identities are ``ApiClient(url, f"{prefix}-{n}", **client_kw)`` with n the queries sent so far;
+    ``rotate`` > 0 starts a new one every ``rotate`` queries (a Sybil attacker), 0 keeps one.
+    ``log``: one row per query (phase, status, decision, flagged). After ``give_up`` 403 answers in a
+    row it raises ``Blocked`` (a blocked identity only burns queries). ``monitor(phase)`` is called
+    every ``every`` queries (e.g. ``Traffic.snapshot``).
+    """
+
+    def __init__(self, url: str, prefix: str, fallback: int, phase: str = "attack", rotate: int = 0,
+                 give_up: int = 20, num_classes: int = 10, monitor=None, every: int = 25, **client_kw):
+        self.url, self.prefix, self.fallback, self.phase, self.rotate = url, prefix, int(fallback), phase, rotate
+        self.give_up, self.num_classes, self.monitor, self.every, self.client_kw = give_up, num_classes, monitor, every, client_kw
+        self.log, self.blocked = [], 0
+        self.client = self._new_client()
+
+    def _new_client(self) -> ApiClient:
+        return ApiClient(self.url, f"{self.prefix}-{len(self.log)}", **self.client_kw)
+
+    def __call__(self, x):
+        """x: (N, C, H, W) array in [0, 1] -> (N, num_classes) float32 one-hot labels."""
+        out = np.zeros((len(x), self.num_classes), dtype=np.float32)
+        for i, xi in enumerate(x):
+            if self.rotate and self.log and len(self.log) % self.rotate == 0:  # a new identity every `rotate` queries
+                self.client.close()
+                self.client = self._new_client()
+            status, body = self.client.predict(torch.from_numpy(np.asarray(xi, dtype=np.float32)))
+            label = body.get("label")
+            self.log.append({"phase": self.phase, "status": status, "decision": body.get("decision"),
+                             "flagged": body.get("flagged", False)})
+            self.blocked = self.blocked + 1 if status == 403 else 0
+            if self.blocked >= self.give_up:
+                raise Blocked(f"{self.blocked} answers 403 in a row")
+            out[i, self.fallback if label is None else label] = 1.0
+            if self.monitor is not None and len(self.log) % self.every == 0:
+                self.monitor(self.phase)
+        return out
+
+
+def hop_skip_jump(predict_fn, x0: torch.Tensor, budget: dict, x_init=None, num_classes: int = 10) -> torch.Tensor:
+    """ART's HopSkipJump (Chen, Jordan & Wainwright 2020; L2, untargeted) on x0 (1, C, H, W) in [0, 1].
+
+    predict_fn: labels only, (N, C, H, W) array -> (N, num_classes) one-hot (a ``LabelOracle``, or a
+    model's argmax). budget: HopSkipJump's ``max_iter``, ``max_eval``, ``init_eval``, ``init_size``.
+    x_init: a starting point predict_fn labels otherwise (``start_image``); None: ART's random noise.
+    Returns x_adv (1, C, H, W) on the CPU (x0 itself where the attack found nothing).
+    """
+    from art.attacks.evasion import HopSkipJump
+    from art.estimators.classification import BlackBoxClassifier
+
+    clf = BlackBoxClassifier(predict_fn, input_shape=tuple(x0.shape[1:]), nb_classes=num_classes, clip_values=(0.0, 1.0))
+    kw = {} if x_init is None else {"x_adv_init": np.asarray(x_init, dtype=np.float32)}
+    attack = HopSkipJump(clf, targeted=False, norm=2, verbose=False, **budget)
+    return torch.from_numpy(attack.generate(x0.detach().cpu().numpy(), **kw))
+
+
+def start_image(x: torch.Tensor, y: torch.Tensor, i: int, label_of):
+    """Where a decision-based attack on x[i] can start: the first x[j] of another class that
+    ``label_of`` (one image (C, H, W) -> a label, or None for no answer) labels other than y[i];
+    a (1, C, H, W) array, or None when no image works (then HopSkipJump starts from noise)."""
+    for j in range(len(x)):
+        if y[j] != y[i]:
+            label = label_of(x[j])
+            if label is not None and label != int(y[i]):
+                return x[j:j + 1].detach().cpu().numpy()
+    return None
 
 
 class ThreadedServer:
