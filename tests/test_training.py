@@ -217,6 +217,9 @@ def test_adversarial_training_config_ramps_the_attack_and_keeps_alpha_over_eps()
     assert json.loads(json.dumps(cfg.to_dict()))["attack"]["alpha"] == 0.15
     with pytest.raises(ValueError, match="ratio"):
         AdversarialTrainingConfig(AttackConfig(0.3), ratio=2)
+    assert cfg.replace(attack=AttackConfig(0.1)).val_attack == AttackConfig(0.1, steps=10)  # the check follows
+    hand = cfg.replace(val_attack=AttackConfig(0.3, steps=3))
+    assert hand.replace(attack=AttackConfig(0.1)).val_attack == AttackConfig(0.3, steps=3)  # a chosen check stays
 
 
 def _saved_model_file(tmp_path, **meta):

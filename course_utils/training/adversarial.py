@@ -101,12 +101,21 @@ class AdversarialTrainingConfig:
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {self.ratio!r}")
         if self.val_attack is None:
-            object.__setattr__(self, "val_attack", AttackConfig(self.attack.eps, steps=10, norm=self.attack.norm))
+            object.__setattr__(self, "val_attack", self.default_check(self.attack))
         if self.drop is not None:
             check_nonnegative(self.drop, "drop")
 
     def replace(self, **changes) -> "AdversarialTrainingConfig":
+        """A copy with some fields changed. A new ``attack`` also resets the held-out check to its
+        default for the new attack, unless this config's check was chosen by hand or ``val_attack`` is given."""
+        if "attack" in changes and "val_attack" not in changes and self.val_attack == self.default_check(self.attack):
+            changes["val_attack"] = None
         return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def default_check(attack: AttackConfig) -> AttackConfig:
+        """The default held-out check: PGD-10 at the attack's eps and norm with the default step."""
+        return AttackConfig(attack.eps, steps=10, norm=attack.norm)
 
     def schedule(self) -> list[dict]:
         """The per-epoch attack strength: ``curriculum(epochs, eps, steps, ramp_epochs)``."""
