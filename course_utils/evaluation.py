@@ -3,7 +3,12 @@
 ``evaluate(model, data, attack=...)`` runs over a DataLoader, a Dataset or an ``(x, y)`` pair with a
 tqdm progress bar and returns an ``EvalResult``; ``epsilon_sweep`` does it across radii; and
 ``results_table`` lays results out as a DataFrame with the threat model beside every number.
+An ``attacks.AttackConfig`` passed as ``attack`` names its own result (``str(cfg)``).
 Confidence intervals are Clopper-Pearson (exact binomial) intervals from statsmodels.
+
+Also here: ``gradient_masking_checks`` (the sanity checklist of notebook 03),
+``robustness_ladder`` (clean, weak PGD, strong PGD with restarts and AutoAttack on the same
+images; notebooks 04, 05) and ``per_class_accuracy``.
 """
 from __future__ import annotations
 
