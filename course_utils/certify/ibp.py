@@ -31,14 +31,16 @@ from ..validation import check_images, check_labels
 SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, Normalize)
 
 
-def _layers(model):
+def supported_layers(model, what: str = "interval bounds") -> list:
+    """The layers of ``model`` if it is an ``nn.Sequential`` of ``SUPPORTED`` layers, else a ValueError
+    that names the first unsupported layer. ``what`` names the method in the message (IBP, CROWN, ...)."""
     if not isinstance(model, nn.Sequential):
-        raise ValueError(f"interval bounds need an nn.Sequential of {', '.join(t.__name__ for t in SUPPORTED)}; "
+        raise ValueError(f"{what} need an nn.Sequential of {', '.join(t.__name__ for t in SUPPORTED)}; "
                          f"got {type(model).__name__}")
     layers = list(model)
     for i, layer in enumerate(layers):
         if not isinstance(layer, SUPPORTED):
-            raise ValueError(f"interval bounds do not support layer {i} of type {type(layer).__name__} ({layer}); "
+            raise ValueError(f"{what} do not support layer {i} of type {type(layer).__name__} ({layer}); "
                              f"supported: {', '.join(t.__name__ for t in SUPPORTED)}")
     return layers
 
@@ -64,7 +66,7 @@ def layer_bounds(layer: nn.Module, lower: torch.Tensor, upper: torch.Tensor):
         return mu - r, mu + r
     if isinstance(layer, (nn.ReLU, nn.Flatten, Normalize)):  # monotone increasing, elementwise or reshape
         return layer(lower), layer(upper)
-    _layers(nn.Sequential(layer))  # raises the error naming the type
+    supported_layers(nn.Sequential(layer))  # raises the error naming the type
     raise AssertionError
 
 
@@ -74,7 +76,7 @@ def interval_bounds(model: nn.Sequential, x: torch.Tensor, eps) -> tuple[torch.T
     model: nn.Sequential of Linear, Conv2d, ReLU, Flatten, Normalize. x: (B, C, H, W) or (B, D)
     in [0, 1]. eps: L-infinity radius in input units (float, or tensor broadcastable to x).
     """
-    layers = _layers(model)
+    layers = supported_layers(model)
     lower, upper = input_box(x, eps)
     for layer in layers:
         lower, upper = layer_bounds(layer, lower, upper)
@@ -87,7 +89,7 @@ def margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, 
     Column y is 0. The point is verified when every other column is > 0. For the last layer
     z = W h + b and c = e_y - e_j: c^T z >= c^T (W mu + b) - |c^T W| r, tighter than l_y - u_j.
     """
-    layers = _layers(model)
+    layers = supported_layers(model)
     y = check_labels(y, x)
     if not isinstance(layers[-1], nn.Linear):
         lower, upper = interval_bounds(model, x, eps)

@@ -1,0 +1,195 @@
+"""Linear relaxations (course_utils.certify.relaxation): CROWN, the triangle LP and the exact MILP."""
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import certify
+from course_utils.attacks import pgd
+from course_utils.certify import relaxation
+from course_utils.models import Normalize
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOL = 1e-5
+
+
+def fc_net(seed):
+    """4-8-8-3 on (1, 2, 2) images, with a Normalize first layer."""
+    torch.manual_seed(seed)
+    return nn.Sequential(Normalize((0.5,), (0.25,)), nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
+                         nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+
+
+def conv_net(seed):
+    """Conv2d(1, 2, 3) -> ReLU -> Flatten -> Linear(18, 3) on (1, 5, 5) images."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 3)).eval()
+
+
+NETS = {"fc": (fc_net, (1, 2, 2)), "conv": (conv_net, (1, 5, 5))}
+
+
+def inputs(name, seed, b=3):
+    make, shape = NETS[name]
+    net = make(seed)
+    gen = torch.Generator().manual_seed(100 + seed)
+    x = torch.rand(b, *shape, generator=gen)
+    y = torch.randint(0, 3, (b,), generator=gen)
+    return net, x, y
+
+
+def box_points(net, x, eps, gen):
+    """Points of the eps-box: 2,000 uniform, corners (all, or 256 random ones), and PGD max / min of each logit."""
+    b, d = x.shape[0], x[0].numel()
+    pts = [(x[None] + (torch.rand(2000, *x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)]
+    signs = (torch.tensor(list(itertools.product([-1.0, 1.0], repeat=d))) if d <= 8
+             else torch.randint(0, 2, (256, d), generator=gen).float() * 2 - 1)
+    pts.append((x[None] + signs.reshape(-1, 1, *x.shape[1:]) * eps).clamp(0, 1))
+    dummy = torch.zeros(b, dtype=torch.long)
+    for k in range(3):
+        for sign in (1.0, -1.0):
+            adv = pgd(net, x, dummy, eps, eps / 4, 30, loss_fn=lambda z, _, k=k, s=sign: s * z[:, k], generator=gen)
+            pts.append(adv[None])
+    return torch.cat(pts)  # (N, B, ...)
+
+
+def worst_violation(net, x, eps, lower, upper, seed=0):
+    """max over box points of how far the logits leave [lower, upper] (<= 0: contained)."""
+    pts = box_points(net, x, eps, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        z = net(pts.flatten(0, 1)).reshape(len(pts), *lower.shape)
+    return float(torch.maximum(lower - z, z - upper).max().detach())
+
+
+@pytest.mark.parametrize("name,seed", [("fc", 0), ("fc", 1), ("conv", 0), ("conv", 1)])
+def test_crown_bounds_contain_outputs(name, seed):
+    net, x, _ = inputs(name, seed)
+    eps = 0.1
+    lower, upper = certify.crown_bounds(net, x, eps)
+    assert lower.shape == upper.shape == (3, 3) and lower.dtype == x.dtype and lower.device == x.device
+    assert (lower <= upper).all()
+    assert worst_violation(net, x, eps, lower, upper) <= TOL
+    if name == "fc":  # two hidden layers: tighter than IBP on average. Not a theorem: on the one-hidden-layer
+        il, iu = certify.interval_bounds(net, x, eps)  # conv net IBP's box [0, u] beats the line h >= z here
+        assert (upper - lower).mean() < (iu - il).mean()
+
+
+def _identity_upper_line(lower, upper):
+    alpha, s, t = ORIGINAL_RELAXATION(lower, upper)
+    unstable = (lower < 0) & (upper > 0)
+    return alpha, torch.where(unstable, torch.ones_like(s), s), torch.where(unstable, torch.zeros_like(t), t)
+
+
+def _shrunk_bounds(lower, upper):
+    width = upper - lower
+    return ORIGINAL_RELAXATION(lower + 0.3 * width, upper - 0.3 * width)
+
+
+ORIGINAL_RELAXATION = relaxation.relu_relaxation
+
+
+@pytest.mark.parametrize("mutant", [_identity_upper_line, _shrunk_bounds])
+def test_containment_check_catches_wrong_relaxations(monkeypatch, mutant):
+    net, x, _ = inputs("fc", 0)
+    eps = 0.1
+    monkeypatch.setattr(relaxation, "relu_relaxation", mutant)
+    lower, upper = certify.crown_bounds(net, x, eps)
+    assert worst_violation(net, x, eps, lower, upper) > 1e-3
+
+
+@pytest.mark.parametrize("name,seed", [("fc", 0), ("fc", 2), ("conv", 0)])
+def test_exact_lp_crown_ibp_ordering(name, seed):
+    net, x, y = inputs(name, seed)
+    eps = 0.1
+    m = {method: certify.margin_lower_bounds_by(method, net, x, y, eps) for method in certify.METHODS}
+    for v in m.values():
+        assert v.shape == (3, 3) and (v.gather(1, y[:, None]) == 0).all()
+    assert (m["exact"] >= m["lp"] - TOL).all()
+    assert (m["lp"] >= m["crown"] - TOL).all()
+    # folding the specification into the backward pass beats differencing CROWN's logit bounds
+    lower, upper = certify.crown_bounds(net, x, eps)
+    naive = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 0.0)
+    assert (m["crown"] >= naive - TOL).all()
+    # CROWN vs IBP: not elementwise in general (with alpha = 1 the line h >= z lets h < 0), so on average
+    off = torch.ones_like(m["crown"], dtype=torch.bool).scatter(1, y[:, None], False)
+    assert m["crown"][off].mean() > m["ibp"][off].mean()
+    # verified_by agrees with the margins, and is monotone along exact >= lp >= crown
+    v = {method: certify.verified_by(method, net, x, y, eps) for method in certify.METHODS}
+    for method in certify.METHODS:
+        assert torch.equal(v[method], (m[method][off].reshape(3, 2) > 0).all(1))
+    assert (v["exact"] >= v["lp"]).all() and (v["lp"] >= v["crown"]).all()
+
+
+@pytest.mark.parametrize("name", ["fc", "conv"])
+def test_exact_is_attained_and_sound(name):
+    net, x, y = inputs(name, 3)
+    eps = 0.1
+    exact, x_star = certify.exact_margin_lower_bounds(net, x, y, eps, return_inputs=True)
+    lo, hi = certify.input_box(x, eps)
+    assert ((x_star >= lo[:, None] - 1e-7) & (x_star <= hi[:, None] + 1e-7)).all()
+    with torch.no_grad():
+        z = net(x_star.flatten(0, 1).clamp(0, 1)).reshape(3, 3, 3)
+        attained = z.gather(2, y[:, None, None].expand(3, 3, 1)).squeeze(2) - z.diagonal(dim1=1, dim2=2)
+        assert torch.allclose(attained, exact, atol=TOL)  # the minimum is reached at x*
+        pts = box_points(net, x, eps, torch.Generator().manual_seed(1))
+        zs = net(pts.flatten(0, 1)).reshape(len(pts), 3, 3)
+        margins = zs.gather(2, y[None, :, None].expand(len(pts), 3, 1)) - zs
+        assert (margins >= exact - TOL).all()  # and nothing in the box goes below it
+
+
+@pytest.mark.parametrize("name", ["fc", "conv"])
+def test_zero_eps_gives_the_model_output(name):
+    net, x, y = inputs(name, 4)
+    with torch.no_grad():
+        z = net(x)
+    lower, upper = certify.crown_bounds(net, x, 0.0)
+    assert torch.allclose(lower, z, atol=TOL) and torch.allclose(upper, z, atol=TOL)
+    margin = z.gather(1, y[:, None]) - z
+    for method in ("crown", "lp", "exact"):
+        assert torch.allclose(certify.margin_lower_bounds_by(method, net, x, y, 0.0), margin, atol=TOL), method
+
+
+def test_unsupported_layers_and_methods_are_named():
+    x = torch.rand(1, 1, 6, 6)
+    y = torch.zeros(1, dtype=torch.long)
+    tanh = nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.Tanh(), nn.Linear(4, 2))
+    pool = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 2))
+    for net, layer in [(tanh, "Tanh"), (pool, "MaxPool2d")]:
+        with pytest.raises(ValueError, match=layer):
+            certify.crown_bounds(net, x, 0.1)
+        for method in ("crown", "lp", "exact"):
+            with pytest.raises(ValueError, match=layer):
+                certify.margin_lower_bounds_by(method, net, x, y, 0.1)
+    with pytest.raises(ValueError, match="Sequential"):
+        certify.crown_bounds(nn.Identity(), x, 0.1)
+    with pytest.raises(ValueError, match="method"):
+        certify.verified_by("zonotope", fc_net(0), torch.rand(1, 1, 2, 2), y, 0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        certify.crown_bounds(fc_net(0), torch.rand(1, 1, 2, 2) + 1, 0.1)
+
+
+@pytest.mark.parametrize("name", ["fc", "conv"])
+def test_dense_blocks_and_intermediate_bounds(name):
+    """affine_blocks reproduce the network; every ReLU's bounds contain its pre-activations and sit inside IBP's."""
+    net, x, _ = inputs(name, 5)
+    eps = 0.1
+    blocks, _, bounds, _, _ = certify.preactivation_bounds(net, x, eps)
+    pts = box_points(net, x, eps, torch.Generator().manual_seed(2)).flatten(0, 1)  # (N * B, ...)
+    h = pts.flatten(1).double()
+    for (w, b), (lower, upper) in zip(blocks[:-1], bounds):
+        z = (h @ w.T + b).reshape(-1, len(x), len(b))
+        assert (z >= lower - TOL).all() and (z <= upper + TOL).all()
+        h = z.flatten(0, 1).relu()
+    w, b = blocks[-1]
+    with torch.no_grad():
+        assert torch.allclose((h @ w.T + b).float(), net(pts), atol=TOL)
+    lo, hi = certify.input_box(x, eps)
+    ibp_pre = []
+    for layer in net:
+        if isinstance(layer, nn.ReLU):
+            ibp_pre.append((lo.flatten(1), hi.flatten(1)))
+        lo, hi = certify.layer_bounds(layer, lo, hi)
+    for (lower, upper), (il, iu) in zip(bounds, ibp_pre):
+        assert (lower >= il - TOL).all() and (upper <= iu + TOL).all()
