@@ -252,6 +252,10 @@ def test_api_client_retries_a_rate_limit(model_file, tmp_path, images):
     with ThreadedServer(create_app(service)) as url:
         with ApiClient(url, "patient", retries=50, wait=0.05) as patient:
             assert [patient.predict(images[0][i])[0] for i in range(3)] == [200] * 3  # waited for tokens
+    # a bucket that refills once in 1,000 s: no token can come back while the impatient client retries,
+    # however slow the machine (at 4 tokens/s a slow metrics call refilled it, and the test flaked)
+    service = make_service(model_file, tmp_path / "g.sqlite", rate=0.001, burst=1)
+    with ThreadedServer(create_app(service)) as url:
         with ApiClient(url, "impatient", retries=2, wait=0.01) as impatient:
             assert impatient.predict(images[0][3])[0] == 200
             before = impatient.metrics()["requests"].get("429", 0)
