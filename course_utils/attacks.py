@@ -209,7 +209,8 @@ class AttackConfig:
             object.__setattr__(self, "random_start", self.kind == "fgsm_rs")
         check_positive_int(self.steps, "steps")
         if self.alpha is None:
-            alpha = {"fgsm": self.eps, "fgsm_rs": 1.25 * self.eps}.get(self.kind) or default_alpha(self.eps, self.steps)
+            alpha = (self.eps if self.kind == "fgsm" else 1.25 * self.eps if self.kind == "fgsm_rs"
+                     else default_alpha(self.eps, self.steps))
             object.__setattr__(self, "alpha", alpha)
         check_nonnegative(self.alpha, "alpha")
 
@@ -232,8 +233,13 @@ class AttackConfig:
         return pgd(model, x, y, self.eps, self.alpha, self.steps, self.norm, random_start=self.random_start,
                    restarts=self.restarts, targeted=self.targeted, generator=self.generator)
 
+    @property
+    def label(self) -> str:
+        """The attack's name as printed: ``"PGD"``, ``"FGSM"`` or ``"FGSM-RS"``."""
+        return _LABELS[self.kind]
+
     def __str__(self):
-        parts = [_LABELS[self.kind] + (" targeted" if self.targeted else ""), self.norm, f"eps={format_number(self.eps)}"]
+        parts = [self.label + (" targeted" if self.targeted else ""), self.norm, f"eps={format_number(self.eps)}"]
         if self.kind != "fgsm" or self.alpha != self.eps:
             parts.append(f"alpha={format_number(self.alpha)}")
         if self.kind == "pgd":

@@ -124,15 +124,11 @@ def epsilon_sweep(model, data, epsilons, attack, progress: bool = True, **kwargs
 
     ratio = attack.alpha / attack.eps if attack.eps > 0 else None
     rows = []
-    for eps in tqdm(list(epsilons), desc=f"{_label(attack)} sweep", disable=not progress):
+    for eps in tqdm(list(epsilons), desc=f"{attack.label} sweep", disable=not progress):
         cfg = None if eps == 0 else attack.replace(eps=eps, alpha=ratio * eps if ratio is not None else None)
         r = evaluate(model, data, cfg, progress=False, **kwargs)
         rows.append({"eps": eps, **{k: v for k, v in r.row().items() if k != "threat model"}, "threat model": r.threat})
     return pd.DataFrame(rows)
-
-
-def _label(attack: AttackConfig) -> str:
-    return str(attack).split(" ")[0]
 
 
 def results_table(results, **columns):

@@ -242,6 +242,10 @@ def test_load_model_file_checks_everything_in_order(tmp_path):
     with pytest.raises(training.ModelFileError, match="architecture in"):
         training.load_model_file(path, {"other": models.build_model})
     side = path.with_name("m.pt.json")
+    good = json.loads(side.read_text())
+    side.write_text(json.dumps({k: v for k, v in good.items() if k != "sha256"}))
+    with pytest.raises(training.ModelFileError, match="no SHA-256"):
+        training.load_model_file(path, models.build_model)
     side.write_text("[1, 2]")
     with pytest.raises(training.ModelFileError, match="JSON object"):
         training.load_model_file(path, models.build_model)

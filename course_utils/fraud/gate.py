@@ -1,8 +1,9 @@
 """A promotion gate for fraud-model candidates: certify, report, and exit non-zero when short.
 
-    python -m course_utils.fraud.gate --model  (alias: python -m course_utils.gate)
     python -m course_utils.gate --model PATH --radius R --min-certified-accuracy A \
         [--min-certified-recall B] [--out DIR] [--n 4000] [--seed 2024]
+
+(``python -m course_utils.gate`` is an alias of ``python -m course_utils.fraud.gate``.)
 
 PATH is a checkpoint written by ``training.save_checkpoint(model, PATH, meta)``: the state dict
 plus the sidecar ``PATH.json`` holding its SHA-256 and ``meta``:
@@ -35,11 +36,10 @@ from pathlib import Path
 
 import torch
 
-from . import data as fraud
-from ..certify.smoothing import Smooth
+from ..certify import Smooth, verified
 from ..evaluation import EvalResult
-from ..certify.ibp import verified
-from ..training import ModelFileError, load_model_file, read_sidecar
+from . import data as fraud
+from ..training import ModelFileError, load_model_file
 
 ARCHITECTURES = {"fraud_mlp": fraud.fraud_mlp}
 EXIT_PASS, EXIT_SHORT, EXIT_BAD_INPUT = 0, 1, 2
@@ -55,13 +55,12 @@ def load_candidate(path):
     The file checks are the course's one safe loader, ``training.load_model_file``; the gate adds its
     own sidecar rules (certifier, sigma, scaler)."""
     try:
-        meta = read_sidecar(path)
+        model, meta = load_model_file(path, ARCHITECTURES)  # SHA-256 check, weights_only=True
         if meta.get("certifier", "ibp") not in ("ibp", "smoothing"):
             raise GateError(f"certifier must be 'ibp' or 'smoothing', got {meta.get('certifier')!r}")
         if meta.get("certifier") == "smoothing" and not (isinstance(meta.get("sigma"), (int, float)) and meta["sigma"] > 0):
             raise GateError("a smoothing candidate needs 'sigma' > 0 in its sidecar")
         scaler = fraud.FeatureScaler.from_dict(meta.get("scaler"))
-        model, meta = load_model_file(path, ARCHITECTURES)  # SHA-256 check, weights_only=True
     except ModelFileError as e:
         raise GateError(str(e)) from None
     except (ValueError, TypeError) as e:

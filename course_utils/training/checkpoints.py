@@ -103,9 +103,11 @@ def load_model_file(path, architectures, device=None):
         raise ModelFileError(f"sidecar of {path} must name an architecture in {sorted(architectures)}, got {name!r}")
     if not isinstance(kwargs, dict):
         raise ModelFileError(f"architecture_kwargs in the sidecar of {path} must be an object, got {kwargs!r}")
+    if not isinstance(meta.get("sha256"), str):
+        raise ModelFileError(f"sidecar of {path} has no SHA-256 of the weights: refusing an unverified model")
     try:
         model = architectures(name, **kwargs) if callable(architectures) else architectures[name](**kwargs)
-        load_checkpoint(model, path)
+        load_checkpoint(model, path, expected_sha256=meta["sha256"])  # the sidecar is read once, above
     except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
         raise ModelFileError(f"{path}: {e}") from None
     return (model.to(device) if device is not None else model).eval(), meta
