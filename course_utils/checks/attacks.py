@@ -9,7 +9,7 @@ from . import compare
 
 
 def tiny_classifier(generator: torch.Generator, d: int = 12, num_classes: int = 3) -> nn.Module:
-    """A seeded 2-layer MLP on flattened (B, 1, 2, d/2) images, for checks of attack code."""
+    """A seeded 2-layer MLP on flattened (B, C, H, W) images with C * H * W = d, for checks of attack code."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(d, 16), nn.Tanh(), nn.Linear(16, num_classes))
     with torch.no_grad():
         for p in model.parameters():
@@ -18,8 +18,10 @@ def tiny_classifier(generator: torch.Generator, d: int = 12, num_classes: int = 
 
 
 def _attack_inputs(generator, batch=5, d=12, num_classes=3):
+    """A seeded model, x: (B, 3, 2, d/6) in [0, 1] (three channels, so a per-channel norm is not a
+    per-example one), y: (B,)."""
     model = tiny_classifier(generator, d, num_classes)
-    x = torch.rand(batch, 1, 2, d // 2, generator=generator)
+    x = torch.rand(batch, 3, 2, d // 6, generator=generator)
     y = torch.randint(0, num_classes, (batch,), generator=generator)
     return model, x, y
 
@@ -36,13 +38,27 @@ def check_fgm_l2(learner_fgm, eps: float = 0.5):
                    lambda m, x, y: attacks.fgsm(m, x, y, eps, norm="l2"), _attack_inputs)
 
 
-def check_projection(learner_project, norm: str, eps: float = 0.3):
-    """learner_project(delta, eps) must equal ``attacks.project(delta, eps, norm)``."""
-    def inputs(g):
-        return (torch.randn(6, 1, 4, 4, generator=g) * 0.5,)
+def _deltas_of_norm(generator, norm: str, eps: float, factors) -> torch.Tensor:
+    """(len(factors), 3, 4, 4) random deltas with ||delta_i||_norm = factors[i] * eps."""
+    delta = torch.randn(len(factors), 3, 4, 4, generator=generator)
+    lengths = delta.flatten(1).abs().amax(1) if norm == "linf" else delta.flatten(1).norm(p=2, dim=1)
+    return delta * (eps * torch.tensor(factors) / lengths).view(-1, 1, 1, 1)
 
-    return compare(f"project_{norm}", lambda d: learner_project(d, eps),
-                   lambda d: attacks.project(d, eps, norm), inputs)
+
+def check_projection(learner_project, norm: str, eps: float = 0.3):
+    """learner_project(delta, eps) must equal ``attacks.project(delta, eps, norm)``: deltas inside the
+    ball come back unchanged, deltas outside land on its boundary (tried separately, per example)."""
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    cases = [("shorter than eps: must come back unchanged", (0.1, 0.5, 0.9, 0.99)),
+             ("longer than eps: must land on ||delta|| = eps, per example", (1.01, 1.5, 3.0, 10.0)),
+             ("a batch mixing short and long deltas", (0.2, 4.0, 0.7, 1.3))]
+    worst = 0.0
+    for what, factors in cases:
+        worst = max(worst, compare(f"project_{norm}, deltas {what}", lambda d: learner_project(d, eps),
+                                   lambda d: attacks.project(d, eps, norm),
+                                   lambda g: (_deltas_of_norm(g, norm, eps, factors),)))
+    return worst
 
 
 def check_pgd(learner_pgd, eps: float = 0.2, alpha: float = 0.05, steps: int = 7):

@@ -19,18 +19,27 @@ def check_radius(learner_radius, sigma: float = 0.5):
 
 
 def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.001):
-    """learner_certify(counts0, counts, alpha, sigma) -> (label, radius), CERTIFY on given counts."""
+    """learner_certify(counts0, counts, alpha, sigma) -> (label, radius), CERTIFY on given counts:
+    c_A is the top class of the selection counts ``counts0``, pA_lower comes from the estimation
+    counts ``counts`` (one-sided Clopper-Pearson); abstain (-1, 0.0) when pA_lower < 1/2. Some cases
+    have a different top class in the two samples, so selecting c_A from ``counts`` fails."""
+    name = "certify_counts"
     cases = [([5, 90, 5], [10, 980, 10]), ([60, 40, 0], [480, 520, 0]), ([0, 0, 100], [0, 1, 999]),
-             ([50, 50, 0], [700, 300, 0]), ([3, 97, 0], [450, 550, 0])]
+             ([50, 50, 0], [700, 300, 0]), ([3, 97, 0], [450, 550, 0]), ([30, 70, 0], [900, 100, 0]),
+             ([10, 0, 90], [0, 997, 3])]
     for c0, c in cases:
-        got = call_learner("certify_counts", learner_certify, np.array(c0), np.array(c), alpha, sigma)
+        got = call_learner(name, learner_certify, np.array(c0), np.array(c), alpha, sigma)
         c_a = int(np.argmax(c0))
         pa = certify.lower_confidence_bound(int(c[c_a]), int(sum(c)), alpha)
         expected = (certify.ABSTAIN, 0.0) if pa < 0.5 else (c_a, certify.certified_radius(pa, sigma))
         if int(got[0]) != expected[0]:
-            print(f"[certify_counts] counts0={c0} counts={c}: label {got[0]}, expected {expected[0]}: FAILED")
-            raise AssertionError(f"certify_counts: label {got[0]} != {expected[0]}")
-        check_value(f"certify_counts {c0}->{c}", float(got[1]), expected[1], tol=1e-6)
+            hint = ""
+            if int(got[0]) == int(np.argmax(c)) != c_a:
+                hint = (": c_A looks chosen from the estimation counts; choose it from the selection counts counts0 "
+                        "(selecting and estimating on the same sample biases pA upward)")
+            print(f"[{name}] counts0={c0} counts={c}: label {got[0]}, expected {expected[0]}{hint}: FAILED")
+            raise AssertionError(f"{name}: counts0={c0} counts={c}: label {got[0]} != {expected[0]}{hint}")
+        check_value(f"{name} radius, counts0={c0} counts={c}", float(got[1]), expected[1], tol=1e-6)
     return 0.0
 
 

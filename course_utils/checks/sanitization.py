@@ -22,14 +22,16 @@ def check_bit_depth(learner_bit_depth, bits_list=(1, 3, 5)):
                 lambda x: sanitization.bit_depth(x, bits), lambda g: (_images(g),), tol=1e-6)
 
 
-def check_threshold(learner_threshold, fpr: float = 0.05):
-    """learner_threshold(scores, fpr) -> tau must equal ``sanitization.threshold_for_fpr`` (at most fpr of scores > tau)."""
+def check_threshold(learner_threshold, fprs=(0.05, 0.2)):
+    """learner_threshold(scores, fpr) -> tau must equal ``sanitization.threshold_for_fpr`` (at most fpr
+    of scores > tau), for each false-positive rate in ``fprs`` (so a rule that ignores fpr fails)."""
     def inputs(g):
         n = int(torch.randint(40, 200, (1,), generator=g))
         return (torch.rand(n, generator=g) ** 2,)
 
-    return compare(f"threshold fpr={fpr}", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
-                   lambda s: torch.as_tensor(sanitization.threshold_for_fpr(s, fpr)), inputs, tol=1e-6)
+    for fpr in fprs:
+        compare(f"threshold fpr={fpr}", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
+                lambda s: torch.as_tensor(sanitization.threshold_for_fpr(s, fpr)), inputs, tol=1e-6)
 
 
 def check_bpda(learner_bpda):

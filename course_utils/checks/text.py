@@ -40,12 +40,13 @@ def check_embedding_box(learner_box, eps: float = 0.5):
                    lambda w, s: torch.stack(ibp.embedding_box(nn.Embedding.from_pretrained(w), s, eps)), _box_inputs)
 
 
-def check_similarity_threshold(learner_threshold, fpr: float = 0.05):
+def check_similarity_threshold(learner_threshold, fprs=(0.05, 0.2)):
     """learner_threshold(similarities (N,), fpr) -> tau with at most a fraction fpr of the clean
     similarities below it: the course's rule ``sanitization.threshold_for_fpr`` (high = suspicious)
-    applied to the negated score, ``-threshold_for_fpr(-s, fpr)``."""
+    applied to the negated score, ``-threshold_for_fpr(-s, fpr)``; for each fpr in ``fprs``."""
     def inputs(g):
         return (torch.rand(200, generator=g, dtype=torch.float64),)
 
-    return compare("similarity_threshold", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
-                   lambda s: torch.as_tensor(-threshold_for_fpr(-s, fpr)), inputs, tol=1e-6)
+    for fpr in fprs:
+        compare(f"similarity_threshold fpr={fpr}", lambda s: torch.as_tensor(float(learner_threshold(s, fpr))),
+                lambda s: torch.as_tensor(-threshold_for_fpr(-s, fpr)), inputs, tol=1e-6)

@@ -1,0 +1,797 @@
+"""Every exercise check rejects the classic mistakes (STYLE.md: "a check must fail on the mistake it is
+about").
+
+For each ``check_*`` in ``course_utils.checks``: the reference answer passes, and at least two
+plausible wrong answers, written as a learner would get them wrong (off-by-one, a two-sided bound,
+selection from the wrong sample, a missing clip or projection, a sign error, an ignored argument,
+a wrong reduction, ...), fail with an ``AssertionError`` whose message says what is off (the
+check's name and the failing case). ``test_every_check_has_mutants`` keeps the table complete when
+a check is added.
+"""
+import copy
+import dataclasses
+import inspect
+import itertools
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import beta, norm
+
+from course_utils import attacks, certify, checks, fraud, interop, sanitization, training
+from course_utils.serving import layers
+from course_utils.text import attacks as text_attacks
+
+ROOT = Path(__file__).parents[1]
+
+
+def _grad(model, x, y):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+    return g
+
+
+def _per_example(v, like):
+    return v.view(-1, *[1] * (like.ndim - 1))
+
+
+# ---------------------------------------------------------------- notebook 00, 02: foundations
+def norms_ref(x, x_adv):
+    d = (x_adv - x).flatten(1)
+    return d.abs().amax(1), d.norm(p=2, dim=1)
+
+
+def norms_l2_squared(x, x_adv):
+    d = (x_adv - x).flatten(1)
+    return d.abs().amax(1), d.pow(2).sum(1)
+
+
+def norms_linf_without_abs(x, x_adv):
+    d = (x_adv - x).flatten(1)
+    return d.amax(1), d.norm(p=2, dim=1)
+
+
+def norms_per_channel(x, x_adv):
+    d = (x_adv - x).flatten(2)  # (B, C, H*W): one norm per channel
+    return d.abs().amax(2), d.norm(p=2, dim=2)
+
+
+def norms_whole_batch(x, x_adv):
+    d = x_adv - x
+    return d.abs().max(), d.norm()
+
+
+def worst_case_linear_ref(w, eps):
+    return eps * torch.sign(w)
+
+
+# ---------------------------------------------------------------- notebooks 02, 03: attacks
+def fgsm_no_clip(model, x, y, eps):
+    return x + eps * _grad(model, x, y).sign()
+
+
+def fgsm_descent(model, x, y, eps):
+    return (x - eps * _grad(model, x, y).sign()).clamp(0, 1)
+
+
+def fgsm_raw_gradient(model, x, y, eps):
+    return (x + eps * _grad(model, x, y)).clamp(0, 1)
+
+
+def fgsm_predicted_label(model, x, y, eps):
+    return (x + eps * _grad(model, x, model(x).argmax(1)).sign()).clamp(0, 1)
+
+
+def fgm_sign_step(model, x, y, eps):
+    return fgsm_descent(model, x, y, -eps)
+
+
+def fgm_batch_norm(model, x, y, eps):
+    g = _grad(model, x, y)
+    return (x + eps * g / g.norm()).clamp(0, 1)
+
+
+def fgm_per_channel_norm(model, x, y, eps):
+    g = _grad(model, x, y)
+    return (x + eps * g / g.norm(p=2, dim=(2, 3), keepdim=True)).clamp(0, 1)
+
+
+def fgm_no_clip(model, x, y, eps):
+    g = _grad(model, x, y)
+    return x + eps * g / _per_example(g.flatten(1).norm(dim=1), g)
+
+
+def project_l2_ref(delta, eps):
+    norms = _per_example(delta.flatten(1).norm(p=2, dim=1), delta)
+    return delta * torch.clamp(eps / norms.clamp_min(1e-12), max=1.0)
+
+
+def project_l2_always_to_sphere(delta, eps):
+    return eps * delta / _per_example(delta.flatten(1).norm(p=2, dim=1), delta)
+
+
+def project_l2_whole_batch(delta, eps):
+    return delta * min(1.0, eps / float(delta.norm()))
+
+
+def project_linf_always_to_boundary(delta, eps):
+    return eps * delta / _per_example(delta.flatten(1).abs().amax(1), delta)
+
+
+def project_linf_one_sided(delta, eps):
+    return delta.clamp(0, eps)
+
+
+def pgd_ref(model, x, y, eps, alpha, steps):
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta = (delta + alpha * _grad(model, x + delta, y).sign()).clamp(-eps, eps)
+        delta = (x + delta).clamp(0, 1) - x
+    return x + delta
+
+
+def pgd_project_only_at_end(model, x, y, eps, alpha, steps):
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta = delta + alpha * _grad(model, x + delta, y).sign()
+    return (x + delta.clamp(-eps, eps)).clamp(0, 1)
+
+
+def pgd_no_box_clip(model, x, y, eps, alpha, steps):
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta = (delta + alpha * _grad(model, x + delta, y).sign()).clamp(-eps, eps)
+    return x + delta
+
+
+def pgd_no_eps_projection(model, x, y, eps, alpha, steps):
+    x_adv = x
+    for _ in range(steps):
+        x_adv = (x_adv + alpha * _grad(model, x_adv, y).sign()).clamp(0, 1)
+    return x_adv
+
+
+def pgd_gradient_once(model, x, y, eps, alpha, steps):
+    g, delta = _grad(model, x, y).sign(), torch.zeros_like(x)
+    for _ in range(steps):
+        delta = ((delta + alpha * g).clamp(-eps, eps) + x).clamp(0, 1) - x
+    return x + delta
+
+
+def pgd_one_step_short(model, x, y, eps, alpha, steps):
+    return pgd_ref(model, x, y, eps, alpha, steps - 1)
+
+
+def targeted_ref(model, x, target, eps):
+    return (x - eps * _grad(model, x, target).sign()).clamp(0, 1)
+
+
+def targeted_ascent(model, x, target, eps):
+    return (x + eps * _grad(model, x, target).sign()).clamp(0, 1)
+
+
+def targeted_no_clip(model, x, target, eps):
+    return x - eps * _grad(model, x, target).sign()
+
+
+def targeted_ignores_target(model, x, target, eps):
+    return fgsm_predicted_label(model, x, target, eps)
+
+
+# ---------------------------------------------------------------- notebooks 04, 05, p1: training
+def step_ref(model, optimizer, x, y, eps, alpha, steps):
+    x_adv = attacks.pgd(model, x, y, eps, alpha, steps, random_start=False)
+    model.train()
+    loss = F.cross_entropy(model(x_adv), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_clean_batch(model, optimizer, x, y, eps, alpha, steps):
+    return step_ref(model, optimizer, x, y, 0.0, alpha, steps)
+
+
+def step_no_zero_grad(model, optimizer, x, y, eps, alpha, steps):
+    x_adv = attacks.pgd(model, x, y, eps, alpha, steps, random_start=False)
+    model.train()
+    loss = F.cross_entropy(model(x_adv), y)
+    loss.backward()  # gradients of the previous step are still there
+    optimizer.step()
+    return loss.item()
+
+
+def step_update_in_eval_mode(model, optimizer, x, y, eps, alpha, steps):
+    x_adv = attacks.pgd(model, x, y, eps, alpha, steps, random_start=False)
+    loss = F.cross_entropy(model(x_adv), y)  # model.train() forgotten: batch norm uses running stats
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_gradient_ascent(model, optimizer, x, y, eps, alpha, steps):
+    x_adv = attacks.pgd(model, x, y, eps, alpha, steps, random_start=False)
+    model.train()
+    loss = F.cross_entropy(model(x_adv), y)
+    optimizer.zero_grad()
+    (-loss).backward()
+    optimizer.step()
+    return loss.item()
+
+
+def safe_alpha_ref(curves, drop=0.2):
+    safe = []
+    for alpha, accs in curves.items():
+        if np.all(np.asarray(accs) >= np.maximum.accumulate(np.asarray(accs, dtype=float)) - drop):
+            safe.append(alpha)
+    return max(safe) if safe else None
+
+
+def safe_alpha_ignores_drop(curves, drop=0.2):
+    return safe_alpha_ref(curves)  # the default 0.2, whatever drop is asked
+
+
+def safe_alpha_first_epoch_baseline(curves, drop=0.2):
+    safe = [a for a, accs in curves.items() if min(accs) >= accs[0] - drop]
+    return max(safe) if safe else None
+
+
+def safe_alpha_overall_max_baseline(curves, drop=0.2):
+    safe = [a for a, accs in curves.items() if min(accs) >= max(accs) - drop]
+    return max(safe) if safe else None
+
+
+def safe_alpha_before_first_collapse(curves, drop=0.2):
+    last = None
+    for alpha in sorted(curves):  # assumes that once an alpha collapses, every larger one does
+        if safe_alpha_ref({alpha: curves[alpha]}, drop) is None:
+            return last
+        last = alpha
+    return last
+
+
+def safe_alpha_final_epoch_only(curves, drop=0.2):
+    safe = [a for a, accs in curves.items() if accs[-1] >= max(accs) - drop]
+    return max(safe) if safe else None
+
+
+def tradeoff_ref(clean_std, robust_std, clean_adv, robust_adv):
+    return (clean_std - clean_adv) / (robust_adv - robust_std)
+
+
+def per_class_ref(pred, y, num_classes):
+    out = torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    for c in range(num_classes):
+        if (y == c).any():
+            out[c] = (pred[y == c] == c).double().mean()
+    return out
+
+
+def per_class_zero_for_absent(pred, y, num_classes):
+    return torch.nan_to_num(per_class_ref(pred, y, num_classes), nan=0.0)
+
+
+def per_class_precision(pred, y, num_classes):
+    return per_class_ref(y, pred, num_classes)  # divides by the predicted count
+
+
+def per_class_last_class_skipped(pred, y, num_classes):
+    out = torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    for c in range(num_classes - 1):
+        if (y == c).any():
+            out[c] = (pred[y == c] == c).double().mean()
+    return out
+
+
+def per_class_overall_accuracy(pred, y, num_classes):
+    return torch.full((num_classes,), float((pred == y).double().mean()), dtype=torch.float64)
+
+
+def best_epoch_ref(val_robust):
+    return int(np.argmax(val_robust)) + 1
+
+
+def best_epoch_last_best(val_robust):
+    return len(val_robust) - int(np.argmax(val_robust[::-1]))
+
+
+def mix_ref(x, x_adv, ratio):
+    k = int(round(ratio * x.shape[0]))
+    return torch.cat([x_adv[:k], x[k:]])
+
+
+def mix_floor(x, x_adv, ratio):
+    k = int(ratio * x.shape[0])
+    return torch.cat([x_adv[:k], x[k:]])
+
+
+def mix_adversarial_last(x, x_adv, ratio):
+    k = int(round(ratio * x.shape[0]))
+    return torch.cat([x[:x.shape[0] - k], x_adv[x.shape[0] - k:]])
+
+
+def mix_ratio_as_clean_fraction(x, x_adv, ratio):
+    k = int(round(ratio * x.shape[0]))
+    return torch.cat([x[:k], x_adv[k:]])
+
+
+def art_ref(model):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    return interop.art_classifier(model, (3, 32, 32), num_classes=10, optimizer=optimizer)
+
+
+def _art(model, **kwargs):
+    from art.estimators.classification import PyTorchClassifier
+
+    args = dict(loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
+    return PyTorchClassifier(model, **{**args, **kwargs})
+
+
+def art_no_optimizer(model):
+    return _art(model, optimizer=None)
+
+
+def art_clip_0_255(model):
+    return _art(model, clip_values=(0.0, 255.0))
+
+
+def art_normalises_twice(model):
+    return _art(model, preprocessing=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
+
+
+def art_nll_loss_on_logits(model):
+    return _art(model, loss=torch.nn.NLLLoss())
+
+
+def art_optimizer_of_a_copy(model):
+    return _art(model, optimizer=torch.optim.SGD(copy.deepcopy(model).parameters(), lr=0.01))
+
+
+# ---------------------------------------------------------------- notebook 06: sanitization
+def bit_depth_ref(x, bits):
+    levels = 2 ** bits - 1
+    return torch.round(x * levels) / levels
+
+
+def threshold_ref(scores, fpr):
+    k = int(np.floor(fpr * len(scores)))
+    return float(torch.sort(torch.as_tensor(scores), descending=True).values[k])
+
+
+def threshold_off_by_one(scores, fpr):
+    k = int(np.floor(fpr * len(scores)))
+    return float(torch.sort(torch.as_tensor(scores), descending=True).values[k + 1])
+
+
+def threshold_wrong_tail(scores, fpr):
+    k = int(np.floor(fpr * len(scores)))
+    return float(torch.sort(torch.as_tensor(scores)).values[k])
+
+
+def threshold_ignores_fpr(scores, fpr):
+    return threshold_ref(scores, 0.05)
+
+
+def threshold_interpolated_quantile(scores, fpr):
+    return float(torch.quantile(torch.as_tensor(scores), 1 - fpr))
+
+
+# ---------------------------------------------------------------- notebooks 07, 08, p3: certify
+def radius_ref(n_a, n, alpha, sigma):
+    pa_lower = beta.ppf(alpha, n_a, n - n_a + 1) if n_a > 0 else 0.0
+    return sigma * norm.ppf(pa_lower) if pa_lower > 0.5 else 0.0
+
+
+def radius_two_sided(n_a, n, alpha, sigma):
+    return radius_ref(n_a, n, alpha / 2, sigma)
+
+
+def radius_point_estimate(n_a, n, alpha, sigma):
+    p = min(n_a / n, 1 - 1e-12)
+    return sigma * norm.ppf(p) if p > 0.5 else 0.0
+
+
+def radius_no_sigma(n_a, n, alpha, sigma):
+    return radius_ref(n_a, n, alpha, 1.0)
+
+
+def radius_normal_approximation(n_a, n, alpha, sigma):
+    p = n_a / n
+    lower = p - norm.ppf(1 - alpha) * math.sqrt(p * (1 - p) / n)
+    return sigma * norm.ppf(lower) if lower > 0.5 else 0.0
+
+
+def certify_ref(counts0, counts, alpha, sigma):
+    c_a = int(np.argmax(counts0))
+    pa_lower = certify.lower_confidence_bound(int(counts[c_a]), int(np.sum(counts)), alpha)
+    return (-1, 0.0) if pa_lower < 0.5 else (c_a, sigma * norm.ppf(pa_lower))
+
+
+def certify_selects_from_estimation(counts0, counts, alpha, sigma):
+    return certify_ref(counts, counts, alpha, sigma)
+
+
+def certify_two_sided(counts0, counts, alpha, sigma):
+    return certify_ref(counts0, counts, alpha / 2, sigma)
+
+
+def certify_never_abstains(counts0, counts, alpha, sigma):
+    c_a = int(np.argmax(counts0))
+    return c_a, certify.certified_radius(certify.lower_confidence_bound(int(counts[c_a]), int(np.sum(counts)), alpha), sigma)
+
+
+def interval_linear_ref(W, b, lower, upper):
+    mu, r = (upper + lower) / 2, (upper - lower) / 2
+    return mu @ W.T + b - r @ W.abs().T, mu @ W.T + b + r @ W.abs().T
+
+
+def interval_linear_signed_radius(W, b, lower, upper):
+    mu, r = (upper + lower) / 2, (upper - lower) / 2
+    return mu @ W.T + b - r @ W.T, mu @ W.T + b + r @ W.T
+
+
+def interval_linear_endpoints(W, b, lower, upper):
+    return lower @ W.T + b, upper @ W.T + b
+
+
+def interval_linear_bias_on_radius(W, b, lower, upper):
+    mu, r = (upper + lower) / 2, (upper - lower) / 2
+    return mu @ W.T - (r @ W.abs().T + b), mu @ W.T + r @ W.abs().T + b
+
+
+def verified_ref(lower, upper, y):
+    margin = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 1.0)
+    return (margin > 0).all(1)
+
+
+def verified_includes_true_class(lower, upper, y):
+    return (lower.gather(1, y[:, None]) - upper > 0).all(1)
+
+
+def verified_wrong_bounds(lower, upper, y):
+    margin = (upper.gather(1, y[:, None]) - lower).scatter(1, y[:, None], 1.0)  # u_y > l_j: optimistic
+    return (margin > 0).all(1)
+
+
+def verified_any(lower, upper, y):
+    margin = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], -1.0)
+    return (margin > 0).any(1)
+
+
+def radii_ref(scales, tolerance):
+    return np.array([tolerance.get(f, 0.0) / scales[f] for f in fraud.FEATURES], dtype=np.float32)
+
+
+def radii_multiplies_scale(scales, tolerance):
+    return np.array([tolerance.get(f, 0.0) * scales[f] for f in fraud.FEATURES], dtype=np.float32)
+
+
+def radii_tolerance_order(scales, tolerance):
+    return np.array([d / scales[f] for f, d in tolerance.items()], dtype=np.float32)
+
+
+def radii_one_for_missing(scales, tolerance):
+    return np.array([tolerance.get(f, 1.0) / scales[f] for f in fraud.FEATURES], dtype=np.float32)
+
+
+# ---------------------------------------------------------------- notebook 01: threat model
+def _notebook_solution(notebook: str, grade_id: str):
+    """The reference solution of an exercise, executed after the notebook's first code cell."""
+    nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    cell = next(c for c in code if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    namespace = {"__name__": "__mutants__"}
+    for src in (code[0].source, cell.source):
+        exec(compile(src, notebook, "exec"), namespace)
+    return namespace[grade_id]
+
+
+def threat_model_ref():
+    return _notebook_solution("01_threat_modeling.ipynb", "build_mobile_api_threat_model")()
+
+
+def _without(attack=None, stride=None):
+    tm = threat_model_ref()
+    keep = [t for t in tm.threats if t.attack != attack and t.stride != stride]
+    return dataclasses.replace(tm, threats=keep)
+
+
+def threat_model_no_extraction():
+    return _without(attack="extraction")
+
+
+def threat_model_no_repudiation():
+    return _without(stride="Repudiation")
+
+
+def threat_model_untested_threat():
+    tm = threat_model_ref()
+    return dataclasses.replace(tm, threats=[dataclasses.replace(tm.threats[0], test="TODO")] + tm.threats[1:])
+
+
+def threat_model_one_per_category_too_few():
+    tm = threat_model_ref()
+    return dataclasses.replace(tm, threats=tm.threats[:5])
+
+
+# ---------------------------------------------------------------- project p2: text
+def swap_typos_includes_word(word):
+    return [word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 1)]
+
+
+def swap_typos_skips_last_pair(word):
+    swaps = [word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(len(word) - 2)]
+    return list(dict.fromkeys(w for w in swaps if w != word))
+
+
+def swap_typos_sorted(word):
+    return sorted(text_attacks.swap_typos(word))
+
+
+def embedding_box_ref(weight, sub_ids, eps):
+    e = weight[sub_ids]
+    e = e[:, :, :1] + eps * (e - e[:, :, :1])
+    return e.min(2).values, e.max(2).values
+
+
+def embedding_box_no_eps(weight, sub_ids, eps):
+    e = weight[sub_ids]
+    return e.min(2).values, e.max(2).values
+
+
+def embedding_box_without_original(weight, sub_ids, eps):
+    e = weight[sub_ids]
+    e = e[:, :, :1] + eps * (e[:, :, 1:] - e[:, :, :1])
+    return e.min(2).values, e.max(2).values
+
+
+def embedding_box_scales_embeddings(weight, sub_ids, eps):
+    e = eps * weight[sub_ids]
+    return e.min(2).values, e.max(2).values
+
+
+def similarity_ref(scores, fpr):
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten().sort().values
+    return float(s[math.floor(fpr * len(s) + 1e-9)])
+
+
+def similarity_upper_tail(scores, fpr):
+    return sanitization.threshold_for_fpr(scores, fpr)
+
+
+def similarity_ignores_fpr(scores, fpr):
+    return similarity_ref(scores, 0.05)
+
+
+def similarity_off_by_one(scores, fpr):
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten().sort().values
+    return float(s[math.floor(fpr * len(s)) + 1])
+
+
+def similarity_interpolated_quantile(scores, fpr):
+    return float(torch.quantile(torch.as_tensor(scores), fpr))
+
+
+# ---------------------------------------------------------------- project p4: serving
+def knn_euclidean(history, s, k):
+    return float((history - s).norm(dim=1).topk(k, largest=False).values.mean())
+
+
+def knn_farthest(history, s, k):
+    return float((history - s).pow(2).mean(1).sqrt().topk(k).values.mean())
+
+
+def knn_ignores_k(history, s, k):
+    return float((history - s).pow(2).mean(1).sqrt().min())
+
+
+def knn_all_rows(history, s, k):
+    return float((history - s).pow(2).mean(1).sqrt().mean())
+
+
+# ---------------------------------------------------------------- the table
+# check -> (reference, {mutant id: (wrong answer, regex its failure message must match)})
+C = checks
+TABLE = {
+    C.foundations.check_perturbation_norms: (norms_ref, {
+        "l2_squared": (norms_l2_squared, "perturbation_norms: relative error"),
+        "linf_without_abs": (norms_linf_without_abs, "perturbation_norms: relative error"),
+        "per_channel": (norms_per_channel, "shape mismatch"),
+        "whole_batch": (norms_whole_batch, "shape mismatch"),
+    }),
+    C.foundations.check_worst_case_linear: (worst_case_linear_ref, {
+        "gradient_not_sign": (lambda w, eps: eps * w, "worst_case_linear: relative error"),
+        "l2_direction": (lambda w, eps: eps * w / w.norm(), "worst_case_linear: relative error"),
+        "sign_error": (lambda w, eps: -eps * torch.sign(w), "worst_case_linear: relative error"),
+    }),
+    C.attacks.check_fgsm: (lambda m, x, y, eps: attacks.fgsm(m, x, y, eps), {
+        "no_clip": (fgsm_no_clip, "fgsm: relative error"),
+        "descent": (fgsm_descent, "fgsm: relative error"),
+        "raw_gradient": (fgsm_raw_gradient, "fgsm: relative error"),
+        "predicted_label": (fgsm_predicted_label, "fgsm: relative error"),
+    }),
+    C.attacks.check_fgm_l2: (lambda m, x, y, eps: attacks.fgsm(m, x, y, eps, norm="l2"), {
+        "sign_step": (fgm_sign_step, "fgm_l2: relative error"),
+        "whole_batch_norm": (fgm_batch_norm, "fgm_l2: relative error"),
+        "per_channel_norm": (fgm_per_channel_norm, "fgm_l2: relative error"),
+        "no_clip": (fgm_no_clip, "fgm_l2: relative error"),
+    }),
+    C.attacks.check_pgd: (pgd_ref, {
+        "project_only_at_end": (pgd_project_only_at_end, "pgd: relative error"),
+        "no_box_clip": (pgd_no_box_clip, "pgd: relative error"),
+        "no_eps_projection": (pgd_no_eps_projection, "pgd: relative error"),
+        "gradient_once": (pgd_gradient_once, "pgd: relative error"),
+        "one_step_short": (pgd_one_step_short, "pgd: relative error"),
+    }),
+    C.attacks.check_targeted_fgsm: (targeted_ref, {
+        "ascent_on_target": (targeted_ascent, "targeted_fgsm: relative error"),
+        "no_clip": (targeted_no_clip, "targeted_fgsm: relative error"),
+        "ignores_target": (targeted_ignores_target, "targeted_fgsm: relative error"),
+    }),
+    C.training.check_adversarial_step: (step_ref, {
+        "clean_batch": (step_clean_batch, "adversarial_step: relative error"),
+        "no_zero_grad": (step_no_zero_grad, "adversarial_step: relative error"),
+        "update_in_eval_mode": (step_update_in_eval_mode, "adversarial_step: relative error"),
+        "gradient_ascent": (step_gradient_ascent, "adversarial_step: relative error"),
+    }),
+    C.training.check_safe_alpha: (safe_alpha_ref, {
+        "ignores_drop": (safe_alpha_ignores_drop, r"drop=0.08: got .* \(right with drop=0.2: does your rule use drop\?\)"),
+        "first_epoch_baseline": (safe_alpha_first_epoch_baseline, "safe_alpha: curves .* expected"),
+        "overall_max_baseline": (safe_alpha_overall_max_baseline, "safe_alpha: curves .* expected"),
+        "before_first_collapse": (safe_alpha_before_first_collapse, "safe_alpha: curves .* expected"),
+        "final_epoch_only": (safe_alpha_final_epoch_only, "safe_alpha: curves .* expected"),
+    }),
+    C.training.check_tradeoff: (tradeoff_ref, {
+        "inverted": (lambda cs, rs, ca, ra: (ra - rs) / (cs - ca), "tradeoff: relative error"),
+        "sign_error": (lambda cs, rs, ca, ra: (ca - cs) / (ra - rs), "tradeoff: relative error"),
+        "wrong_pairing": (lambda cs, rs, ca, ra: (cs - rs) / (ca - ra), "tradeoff: relative error"),
+    }),
+    C.training.check_per_class_accuracy: (per_class_ref, {
+        "zero_for_absent": (per_class_zero_for_absent, "per_class_accuracy: relative error"),
+        "precision_not_recall": (per_class_precision, "per_class_accuracy: relative error"),
+        "last_class_skipped": (per_class_last_class_skipped, "per_class_accuracy: relative error"),
+        "overall_accuracy": (per_class_overall_accuracy, "per_class_accuracy: relative error"),
+    }),
+    C.training.check_best_epoch: (best_epoch_ref, {
+        "zero_based": (lambda v: int(np.argmax(v)), "best_epoch: relative error"),
+        "last_of_tied_best": (best_epoch_last_best, "best_epoch: relative error"),
+        "last_epoch": (lambda v: len(v), "best_epoch: relative error"),
+    }),
+    C.training.check_mix_batch: (mix_ref, {
+        "floor_not_round": (mix_floor, "mix_batch ratio=0.75: relative error"),
+        "adversarial_last": (mix_adversarial_last, "mix_batch ratio=0.5: relative error"),
+        "ratio_as_clean_fraction": (mix_ratio_as_clean_fraction, "mix_batch ratio=0.5: relative error"),
+    }),
+    C.training.check_art_classifier: (art_ref, {
+        "no_optimizer": (art_no_optimizer, "no optimizer: ART's fit and the trainers of Task 4 need one"),
+        "clip_0_255": (art_clip_0_255, "art_classifier clip_values"),
+        "normalises_twice": (art_normalises_twice, "art_classifier predictions"),
+        "nll_loss_on_logits": (art_nll_loss_on_logits, "art_classifier loss gradient"),
+        "optimizer_of_a_copy": (art_optimizer_of_a_copy, "fit did not change the model's weights"),
+    }),
+    C.sanitization.check_bit_depth: (bit_depth_ref, {
+        "levels_2_pow_bits": (lambda x, b: torch.round(x * 2 ** b) / 2 ** b, "bit_depth bits=1: relative error"),
+        "floor": (lambda x, b: torch.floor(x * (2 ** b - 1)) / (2 ** b - 1), "bit_depth bits=1: relative error"),
+        "no_rescale": (lambda x, b: torch.round(x * (2 ** b - 1)), "bit_depth bits=3: relative error"),
+    }),
+    C.sanitization.check_threshold: (threshold_ref, {
+        "off_by_one": (threshold_off_by_one, "threshold fpr=0.05: relative error"),
+        "wrong_tail": (threshold_wrong_tail, "threshold fpr=0.05: relative error"),
+        "ignores_fpr": (threshold_ignores_fpr, "threshold fpr=0.2: relative error"),
+        "interpolated_quantile": (threshold_interpolated_quantile, "threshold fpr=0.05: relative error"),
+    }),
+    C.sanitization.check_bpda: (lambda x, t: x + (t(x) - x).detach(), {
+        "true_zero_gradient": (lambda x, t: t(x), "bpda: relative error"),
+        "identity_forward": (lambda x, t: x, "bpda: relative error"),
+        "all_detached": (lambda x, t: (t(x) - x).detach() + x.detach(), "bpda: relative error"),
+    }),
+    C.certify.check_radius: (radius_ref, {
+        "two_sided_bound": (radius_two_sided, "certified_radius: got"),
+        "point_estimate": (radius_point_estimate, "certified_radius: got"),
+        "no_sigma": (radius_no_sigma, "certified_radius: got"),
+        "normal_approximation": (radius_normal_approximation, "certified_radius: got"),
+    }),
+    C.certify.check_certify_counts: (certify_ref, {
+        "c_a_from_estimation_counts": (certify_selects_from_estimation, "chosen from the estimation counts"),
+        "two_sided_bound": (certify_two_sided, "certify_counts radius"),
+        "never_abstains": (certify_never_abstains, r"certify_counts: counts0=.* label \d != -1"),
+    }),
+    C.certify.check_interval_linear: (interval_linear_ref, {
+        "signed_weight_radius": (interval_linear_signed_radius, "interval_linear: relative error"),
+        "endpoint_propagation": (interval_linear_endpoints, "interval_linear: relative error"),
+        "bias_on_radius": (interval_linear_bias_on_radius, "interval_linear: relative error"),
+    }),
+    C.certify.check_is_verified: (verified_ref, {
+        "includes_true_class": (verified_includes_true_class, "is_verified: relative error"),
+        "upper_y_against_lower_j": (verified_wrong_bounds, "is_verified: relative error"),
+        "any_not_all": (verified_any, "is_verified: relative error"),
+    }),
+    C.certify.check_threat_radii: (radii_ref, {
+        "multiplies_scale": (radii_multiplies_scale, "threat_radii: got"),
+        "tolerance_order": (radii_tolerance_order, "shape mismatch"),
+        "one_for_missing": (radii_one_for_missing, "threat_radii: got"),
+    }),
+    C.threats.check_threat_model: (threat_model_ref, {
+        "no_extraction": (threat_model_no_extraction, "no threat with attack='extraction'"),
+        "no_repudiation": (threat_model_no_repudiation, "STRIDE category 'Repudiation'"),
+        "untested_threat": (threat_model_untested_threat, "has no test"),
+        "too_few_threats": (threat_model_one_per_category_too_few, "only 5 threats"),
+    }),
+    C.text.check_swap_typos: (text_attacks.swap_typos, {
+        "includes_word": (swap_typos_includes_word, "swap_typos: 3 of 7 words wrong"),
+        "skips_last_pair": (swap_typos_skips_last_pair, "swap_typos: .* words wrong"),
+        "sorted": (swap_typos_sorted, "swap_typos: .* words wrong"),
+    }),
+    C.text.check_embedding_box: (embedding_box_ref, {
+        "no_eps_scaling": (embedding_box_no_eps, "embedding_box: relative error"),
+        "without_original": (embedding_box_without_original, "embedding_box: relative error"),
+        "scales_embeddings": (embedding_box_scales_embeddings, "embedding_box: relative error"),
+    }),
+    C.text.check_similarity_threshold: (similarity_ref, {
+        "upper_tail": (similarity_upper_tail, "similarity_threshold fpr=0.05: relative error"),
+        "ignores_fpr": (similarity_ignores_fpr, "similarity_threshold fpr=0.2: relative error"),
+        "off_by_one": (similarity_off_by_one, "similarity_threshold fpr=0.05: relative error"),
+        "interpolated_quantile": (similarity_interpolated_quantile, "similarity_threshold fpr=0.05: relative error"),
+    }),
+    C.serving.check_knn_distance: (lambda h, s, k: layers.knn_distance(h, s, k), {
+        "euclidean_not_rms": (knn_euclidean, "knn_distance k=3: relative error"),
+        "farthest": (knn_farthest, "knn_distance k=3: relative error"),
+        "ignores_k": (knn_ignores_k, "knn_distance k=3: relative error"),
+        "all_rows": (knn_all_rows, "knn_distance k=3: relative error"),
+    }),
+}
+PROJECTIONS = {  # check_projection takes the norm: one row per norm
+    "l2": (project_l2_ref, {
+        "always_to_sphere": (project_l2_always_to_sphere, "project_l2, deltas shorter than eps: must come back unchanged"),
+        "elementwise_clamp": (lambda d, eps: d.clamp(-eps, eps), "project_l2, deltas longer than eps"),
+        "whole_batch_norm": (project_l2_whole_batch, "project_l2, deltas shorter than eps"),
+    }),
+    "linf": (lambda d, eps: d.clamp(-eps, eps), {
+        "always_to_boundary": (project_linf_always_to_boundary, "project_linf, deltas shorter than eps: must come back unchanged"),
+        "one_sided": (project_linf_one_sided, "project_linf, deltas shorter than eps"),
+        "l2_ball": (lambda d, eps: attacks.project(d, eps, "l2"), "project_linf, deltas shorter than eps"),
+    }),
+}
+
+
+def _name(check):
+    return f"{check.__module__.rsplit('.', 1)[-1]}.{check.__name__}"
+
+
+CASES = [pytest.param(check, ref, id=_name(check)) for check, (ref, _) in TABLE.items()]
+CASES += [pytest.param(lambda fn, n=n: checks.attacks.check_projection(fn, n), ref, id=f"attacks.check_projection[{n}]")
+          for n, (ref, _) in PROJECTIONS.items()]
+MUTANTS = [pytest.param(check, fn, match, id=f"{_name(check)}:{mid}")
+           for check, (_, mutants) in TABLE.items() for mid, (fn, match) in mutants.items()]
+MUTANTS += [pytest.param(lambda fn, n=n: checks.attacks.check_projection(fn, n), fn, match,
+                         id=f"attacks.check_projection[{n}]:{mid}")
+            for n, (_, mutants) in PROJECTIONS.items() for mid, (fn, match) in mutants.items()]
+
+
+@pytest.mark.parametrize("check,reference", CASES)
+def test_reference_passes(check, reference):
+    check(reference)
+
+
+@pytest.mark.parametrize("check,mutant,match", MUTANTS)
+def test_mutant_is_rejected(check, mutant, match):
+    with pytest.raises(AssertionError, match=match):
+        check(mutant)
+
+
+def test_every_check_has_mutants():
+    """A new ``check_*`` needs its row in TABLE (CONTRIBUTING.md: "Writing an exercise and its check")."""
+    modules = [getattr(checks, name) for name in ("foundations", "attacks", "training", "sanitization", "certify",
+                                                  "threats", "text", "serving")]
+    found = {f for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
+             if name.startswith("check_") and f.__module__ == m.__name__}
+    covered = set(TABLE) | {checks.attacks.check_projection}
+    assert found - covered == set(), f"checks without mutants: {sorted(_name(f) for f in found - covered)}"
+    assert all(len(mutants) >= 2 for _, mutants in itertools.chain(TABLE.values(), PROJECTIONS.values()))
