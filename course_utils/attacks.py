@@ -19,7 +19,8 @@ default for PGD is ``default_alpha(eps, steps) = 2.5 * eps / steps``, the rule o
 ``robustness`` library (its ``attack_lr`` guidance): the steps can travel 2.5 radii, enough to
 reach the far side of the ball from a random start and move along its boundary.
 
-All take ``x``: (B, C, H, W) float in [0, 1] and ``y``: (B,) class indices, and return adversarial
+All take ``x``: (B, C, H, W) float in [0, 1] (finite) and ``y``: (B,) class indices in
+[0, num_classes) (checked against the logits of the first forward pass), and return adversarial
 inputs in [0, 1] with ``||x_adv - x|| <= eps``. eps is in pixel units (0.3 on MNIST, 8/255 on
 CIFAR-10). Models are run in eval mode and restored afterwards.
 """
@@ -30,7 +31,8 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from .validation import check_images, check_labels, check_nonnegative, check_norm, check_positive_int, eval_mode
+from .validation import (check_images, check_label_range, check_labels, check_nonnegative, check_norm,
+                         check_positive_int, eval_mode)
 
 _TINY = 1e-12
 
@@ -76,10 +78,12 @@ def random_init(x: torch.Tensor, eps: float, norm: str = "linf", generator: torc
     return (x + delta).clamp(0, 1) - x
 
 
-def _loss_grad(model, x, delta, y, targeted, loss_fn):
+def _loss_grad(model, x, delta, y, targeted, loss_fn, check_y=False):
     delta = delta.detach().requires_grad_(True)
     with torch.enable_grad():  # attacks work inside torch.no_grad() blocks too
         logits = model(x + delta)
+        if check_y:  # the first forward pass tells the number of classes
+            check_label_range(y, logits.shape[1])
         losses = loss_fn(logits, y)
         (grad,) = torch.autograd.grad(losses.sum(), delta)
     return (-grad if targeted else grad), losses.detach(), logits.detach()
@@ -113,7 +117,7 @@ def fgsm(model, x, y, eps: float, norm: str = "linf", targeted: bool = False, lo
     y = _check(model, x, y, eps, norm)
     with eval_mode(model):
         zero = torch.zeros_like(x)
-        grad, _, _ = _loss_grad(model, x, zero, y, targeted, loss_fn)
+        grad, _, _ = _loss_grad(model, x, zero, y, targeted, loss_fn, check_y=True)
         delta = project(ascent_step(zero, grad, eps, norm), eps, norm)
         return (x + delta).clamp(0, 1).detach()
 
@@ -147,10 +151,10 @@ def pgd(
     with eval_mode(model):
         best = x.detach().clone()
         best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
-        for _ in range(restarts):
+        for r in range(restarts):
             delta = random_init(x, eps, norm, generator) if random_start else torch.zeros_like(x)
-            for _ in range(steps):
-                grad, _, _ = _loss_grad(model, x, delta, y, targeted, loss_fn)
+            for i in range(steps):
+                grad, _, _ = _loss_grad(model, x, delta, y, targeted, loss_fn, check_y=r == i == 0)
                 delta = project(ascent_step(delta, grad, alpha, norm), eps, norm)
                 delta = (x + delta).clamp(0, 1) - x
             with torch.no_grad():
@@ -226,7 +230,10 @@ class AttackConfig:
         return replace(self, **changes)
 
     def __call__(self, model, x, y):
-        if self.eps == 0:
+        if self.eps == 0:  # no attack; the arguments are still checked (the label range needs the logits)
+            y = _check(model, x, y, self.eps, self.norm)
+            with torch.no_grad(), eval_mode(model):
+                check_label_range(y, model(x).shape[1])
             return x
         if self.kind == "fgsm" and self.alpha == self.eps:
             return fgsm(model, x, y, self.eps, self.norm, targeted=self.targeted)

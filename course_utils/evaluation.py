@@ -12,6 +12,7 @@ images; notebooks 04, 05) and ``per_class_accuracy``.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -21,18 +22,29 @@ from tqdm.auto import tqdm
 
 from .attacks import AttackConfig, format_number
 from .interop import autoattack
-from .validation import check_images, check_labels, eval_mode
+from .validation import (check_images, check_label_range, check_labels, check_positive_int, check_probability,
+                         eval_mode)
 
 
 @dataclass
 class EvalResult:
-    """Accuracy over ``n`` examples with a (1 - alpha) Clopper-Pearson interval, and its threat model."""
+    """Accuracy over ``n`` examples with a (1 - alpha) Clopper-Pearson interval, and its threat model.
+
+    correct, n: integers with 0 <= correct <= n; alpha in (0, 1). Anything else is a ValueError."""
 
     correct: int
     n: int
     threat: str = "clean"
     alpha: float = 0.05
     details: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, v in (("correct", self.correct), ("n", self.n)):
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if self.correct > self.n:
+            raise ValueError(f"correct must be <= n, got correct={self.correct}, n={self.n}")
+        self.alpha = check_probability(self.alpha, "alpha")
 
     @property
     def accuracy(self) -> float:
@@ -49,7 +61,7 @@ class EvalResult:
 
     def __str__(self):
         lo, hi = self.ci
-        return f"{self.threat}: {100 * self.accuracy:.1f}% ({self.correct}/{self.n}; 95% CI {100 * lo:.1f}-{100 * hi:.1f})"
+        return f"{self.threat}: {100 * self.accuracy:.1f}% ({self.correct}/{self.n}; {100 * (1 - self.alpha):g}% CI {100 * lo:.1f}-{100 * hi:.1f})"
 
 
 def _batches(data, batch_size):
@@ -85,8 +97,11 @@ def describe_attack(attack) -> str:
 
 
 @torch.no_grad()
-def _predict(model, x):
-    return model(x).argmax(1)
+def _predict(model, x, y):
+    """Predicted classes (B,); y is range-checked against the model's number of classes (the logits' width)."""
+    logits = model(x)
+    check_label_range(y, logits.shape[1])
+    return logits.argmax(1)
 
 
 def evaluate(model, data, attack=None, threat: str | None = None, batch_size: int = 256, device=None,
@@ -97,7 +112,11 @@ def evaluate(model, data, attack=None, threat: str | None = None, batch_size: in
     callable (then pass ``threat``, the string printed next to the number).
     data: DataLoader, Dataset or ``(x, y)`` with x (N, C, H, W) in [0, 1]. Examples move to
     ``device`` (default: the model's). The model is evaluated in eval mode and restored.
+    Labels must lie in [0, num_classes) of the model (checked on every batch); batch_size >= 1;
+    alpha in (0, 1) is the significance level of the result's interval.
     """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    alpha = check_probability(alpha, "alpha")
     device = device or next(iter(model.parameters())).device
     batches, total = _batches(data, batch_size)
     threat = threat or describe_attack(attack)
@@ -105,10 +124,10 @@ def evaluate(model, data, attack=None, threat: str | None = None, batch_size: in
     with eval_mode(model):
         bar = tqdm(batches, total=total, disable=not progress, desc=threat, leave=False)
         for x, y in bar:
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device), check_labels(y, x).to(device)
             if attack is not None:
                 x = attack(model, x, y)
-            correct += (_predict(model, x) == y).sum().item()
+            correct += (_predict(model, x, y) == y).sum().item()
             n += len(y)
             bar.set_postfix(acc=f"{correct / n:.3f}")
     return EvalResult(correct, n, threat, alpha)
@@ -188,6 +207,7 @@ def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int = 1
     pred, y = torch.as_tensor(pred).flatten(), torch.as_tensor(y).flatten()
     if pred.shape != y.shape:
         raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+    y = check_labels(y, pred, num_classes=num_classes)
     hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, (pred == y).double())
     counts = torch.bincount(y, minlength=num_classes).double()
     return torch.where(counts > 0, hits / counts.clamp_min(1), torch.tensor(float("nan"), dtype=torch.float64))

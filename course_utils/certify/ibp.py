@@ -26,7 +26,7 @@ from torch import nn
 
 from ..models import Normalize
 from ..training import fit
-from ..validation import check_images, check_labels
+from ..validation import check_images, check_label_range, check_labels, check_positive_int
 
 SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, Normalize)
 
@@ -88,17 +88,20 @@ def margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, 
 
     Column y is 0. The point is verified when every other column is > 0. For the last layer
     z = W h + b and c = e_y - e_j: c^T z >= c^T (W mu + b) - |c^T W| r, tighter than l_y - u_j.
+    y: (B,) class indices in [0, K).
     """
     layers = supported_layers(model)
     y = check_labels(y, x)
     if not isinstance(layers[-1], nn.Linear):
         lower, upper = interval_bounds(model, x, eps)
+        check_label_range(y, upper.shape[1])
         margin = lower.gather(1, y[:, None]) - upper
         return margin.scatter(1, y[:, None], 0.0)
     lower, upper = input_box(x, eps)
     for layer in layers[:-1]:
         lower, upper = layer_bounds(layer, lower, upper)
     last = layers[-1]
+    check_label_range(y, last.out_features)
     mu, r = (upper + lower) / 2, (upper - lower) / 2  # (B, H)
     w_diff = last.weight[y].unsqueeze(1) - last.weight.unsqueeze(0)  # (B, K, H): rows w_y - w_j
     b_diff = (last.bias[y].unsqueeze(1) - last.bias.unsqueeze(0)) if last.bias is not None else 0.0
@@ -114,12 +117,14 @@ def verified(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps, elide:
         m = margin_lower_bounds(model, x, y, eps)
     else:
         lower, upper = interval_bounds(model, x, eps)
+        check_label_range(y, lower.shape[1])
         m = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 1.0)
     return (m.scatter(1, y[:, None], 1.0) > 0).all(1)
 
 
 def verified_accuracy(model, x, y, eps, batch_size: int = 500, elide: bool = True) -> tuple[int, int]:
-    """(number verified, number of examples) over x (N, ...) in batches."""
+    """(number verified, number of examples) over x (N, ...) in batches of batch_size >= 1."""
+    batch_size = check_positive_int(batch_size, "batch_size")
     dev = next(model.parameters()).device
     count = 0
     for i in range(0, len(x), batch_size):

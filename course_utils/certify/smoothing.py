@@ -29,15 +29,9 @@ from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..validation import check_positive_int
+from ..validation import check_labels, check_nonnegative, check_positive, check_positive_int, check_probability
 
 ABSTAIN = -1
-
-
-def _check_prob(value, name):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
 
 
 def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
@@ -45,14 +39,15 @@ def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
 
     The two-sided ``beta`` interval at level 2 * alpha has this as its lower end (Cohen et al. 2019).
     """
-    _check_prob(alpha, "alpha")
+    check_probability(alpha, "alpha")
     if not 0 <= n_a <= n:
         raise ValueError(f"need 0 <= n_a <= n, got n_a={n_a}, n={n}")
     return float(proportion_confint(n_a, n, alpha=2 * alpha, method="beta")[0])
 
 
 def certified_radius(pa_lower: float, sigma: float) -> float:
-    """R = sigma * PhiInverse(pA_lower) for pA_lower > 1/2, else 0 (nothing certified)."""
+    """R = sigma * PhiInverse(pA_lower) for pA_lower > 1/2, else 0 (nothing certified). sigma: finite > 0."""
+    sigma = check_positive(sigma, "sigma")
     return float(sigma * norm.ppf(pa_lower)) if pa_lower > 0.5 else 0.0
 
 
@@ -60,9 +55,11 @@ class Smooth:
     """The smoothed classifier g of a base classifier f (Cohen et al. 2019).
 
     base_classifier: maps (B, C, H, W) in [0, 1] (or (B, D) features) to (B, num_classes) logits.
-    sigma: noise level, in input units. generator: an optional torch.Generator on the model's device
-    for reproducible noise (default: torch's global generator). Noise is *not* clipped to [0, 1]:
-    the guarantee is for the Gaussian measure the base classifier saw during training.
+    sigma: noise level, in input units, a finite number > 0 (an infinite sigma would "certify" any
+    constant prediction at an infinite radius); inputs x must be finite. generator: an optional
+    torch.Generator on the model's device for reproducible noise (default: torch's global generator).
+    Noise is *not* clipped to [0, 1]: the guarantee is for the Gaussian measure the base classifier
+    saw during training.
     """
 
     ABSTAIN = ABSTAIN
@@ -72,15 +69,15 @@ class Smooth:
             raise ValueError(f"base_classifier must be a torch.nn.Module, got {type(base_classifier).__name__}")
         self.base_classifier = base_classifier
         self.num_classes = check_positive_int(num_classes, "num_classes")
-        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
-            raise ValueError(f"sigma must be a number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = check_positive(sigma, "sigma")
         self.generator = generator
 
     def _check_x(self, x):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim not in (1, 3):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must be ONE float input of shape (C, H, W) (or (D,) features), got {shape}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"x must be finite, got {int((~torch.isfinite(x)).sum())} NaN or infinite value(s)")
         return x
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int) -> tuple[int, float]:
@@ -91,7 +88,7 @@ class Smooth:
         """
         self._check_x(x)
         n0, n = check_positive_int(n0, "n0"), check_positive_int(n, "n")
-        alpha = _check_prob(alpha, "alpha")
+        alpha = check_probability(alpha, "alpha")
         c_a = int(self.sample_counts(x, n0, batch_size).argmax())  # selection samples
         n_a = int(self.sample_counts(x, n, batch_size)[c_a])  # estimation samples
         pa_lower = lower_confidence_bound(n_a, n, alpha)
@@ -104,7 +101,7 @@ class Smooth:
         top-1 versus top-2 counts rejects equality at level alpha (then P(wrong answer) <= alpha)."""
         self._check_x(x)
         n = check_positive_int(n, "n")
-        alpha = _check_prob(alpha, "alpha")
+        alpha = check_probability(alpha, "alpha")
         counts = self.sample_counts(x, n, batch_size)
         top2 = np.argsort(counts, kind="stable")[::-1][:2]
         n1, n2 = int(counts[top2[0]]), int(counts[top2[1]])
@@ -139,9 +136,11 @@ class Smooth:
 def certify_dataset(smooth: Smooth, x: torch.Tensor, y: torch.Tensor, n0: int, n: int, alpha: float,
                     batch_size: int = 1000, progress: bool = True):
     """CERTIFY every image of x: (N, C, H, W) in [0, 1]; returns a DataFrame with columns
-    label, predict (certified label or -1), radius, correct, seconds (as locuslab's certify.py)."""
+    label, predict (certified label or -1), radius, correct, seconds (as locuslab's certify.py).
+    y: (N,) class indices in [0, smooth.num_classes)."""
     import pandas as pd
 
+    y = check_labels(y, x, num_classes=smooth.num_classes)
     rows = []
     for i in tqdm(range(len(x)), desc=f"certify sigma={smooth.sigma:g}", disable=not progress, leave=False):
         t0 = time.perf_counter()
@@ -178,7 +177,7 @@ class NoisySoftmax(nn.Module):
     def __init__(self, base_classifier: nn.Module, sigma: float, m: int = 32):
         super().__init__()
         self.base_classifier = base_classifier
-        self.sigma = float(sigma)
+        self.sigma = check_nonnegative(sigma, "sigma")
         self.m = check_positive_int(m, "m")
 
     def forward(self, x):  # x: (B, ...) -> (B, K) log-probabilities
@@ -191,8 +190,7 @@ class NoisySoftmax(nn.Module):
 def noise_augment(sigma: float):
     """A ``train_epoch``-style attack that returns x + N(0, sigma^2 I): Gaussian augmentation, the
     training recipe of Cohen et al. (2019). Usage: ``fit(model, loader, epochs, attack=noise_augment(0.25))``."""
-    if not isinstance(sigma, (int, float)) or sigma < 0:
-        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+    sigma = check_nonnegative(sigma, "sigma")
 
     def augment(model, x, y):
         return x + sigma * torch.randn_like(x)
