@@ -132,3 +132,117 @@ def test_both_command_lines_run_the_gate(module, tmp_path):
     bad = subprocess.run([sys.executable, "-m", module, "--model", str(tmp_path / "none.pt"), "--radius", "0.01",
                           "--min-certified-accuracy", "0.5"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+# ---------------------------------------------------------------- nonsense certificates (issue 17, item 4)
+
+@pytest.fixture
+def always_fraud(data, tmp_path):
+    """An untrained model biased to flag every transaction: about 2% clean accuracy."""
+    torch.manual_seed(0)
+    model = fraud.fraud_mlp(hidden=32)
+    with torch.no_grad():
+        model[-1].bias.copy_(torch.tensor([-50.0, 50.0]))
+    return model, data[0]
+
+
+GARBAGE_SIDECARS = {  # whatever the sidecar says, a model with 2% clean accuracy is not promoted
+    "smoothing sigma=inf": {"certifier": "smoothing", "sigma": float("inf")},
+    "smoothing sigma=nan": {"certifier": "smoothing", "sigma": float("nan")},
+    "smoothing sigma=0": {"certifier": "smoothing", "sigma": 0.0},
+    "smoothing sigma=-1": {"certifier": "smoothing", "sigma": -1.0},
+    "smoothing sigma=1e6": {"certifier": "smoothing", "sigma": 1e6},
+    "smoothing sigma=0.1": {"certifier": "smoothing", "sigma": 0.1},
+    "smoothing sigma as text": {"certifier": "smoothing", "sigma": "0.1"},
+    "ibp": {"certifier": "ibp"},
+    "crown": {"certifier": "crown"},
+    "no certifier": {},
+}
+
+
+@pytest.mark.parametrize("case", GARBAGE_SIDECARS)
+def test_gate_promotes_no_garbage_model_whatever_its_sidecar_says(always_fraud, tmp_path, capsys, case):
+    model, scaler = always_fraud
+    meta = {"architecture": "fraud_mlp", "architecture_kwargs": {"hidden": 32}, "scaler": scaler.to_dict(),
+            "name": "garbage", **GARBAGE_SIDECARS[case]}
+    path = tmp_path / "garbage.pt"
+    save_checkpoint(model, path, meta)
+    # the weakest gate: no recall requirement, so only the clean-accuracy rule and the parameter checks stand
+    code = gate.main(["--model", str(path), "--radius", "0.05", "--min-certified-accuracy", "0.9", "--n", "300",
+                      "--samples", "50", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr()
+    assert code != gate.EXIT_PASS
+    reports = list(tmp_path.rglob("report.json"))
+    assert not any(json.loads(p.read_text())["passed"] for p in reports)
+    if code == gate.EXIT_BAD_INPUT:  # refused before certifying: the reason names the parameter
+        assert "sigma must be a finite number > 0" in out.err and not reports
+    else:
+        assert code == gate.EXIT_SHORT and "clean accuracy" in out.out and "FAILED" in out.out
+
+
+def test_gate_refuses_infinite_sigma_at_every_entry(good_model, data, tmp_path, capsys):
+    """The probe's sidecar ``"certifier": "smoothing", "sigma": Infinity`` certified an untrained model."""
+    meta = json.loads(open(str(good_model) + ".json").read())
+    net = fraud.fraud_mlp(hidden=32)
+    net.load_state_dict(torch.load(good_model, weights_only=True))
+    for bad in ({"sigma": float("inf")}, {"sigma": float("nan")}, {"sigma": 0}, {"sigma": None}):
+        sidecar = {k: v for k, v in meta.items() if k != "sha256"} | {"certifier": "smoothing", **bad}
+        path = tmp_path / "inf.pt"
+        save_checkpoint(net, path, sidecar)
+        assert "Infinity" in (tmp_path / "inf.pt.json").read_text() or bad["sigma"] != float("inf")
+        assert gate.main(["--model", str(path), "--radius", "0.05", "--min-certified-accuracy", "0.5"]) == 2
+        assert "sigma must be a finite number > 0" in capsys.readouterr().err
+        # certify_candidate is public: it checks the certificate's parameters itself
+        with pytest.raises(gate.GateError, match="sigma must be a finite number > 0"):
+            gate.certify_candidate(net, sidecar, data[0], 0.05, n=50, samples=10)
+    assert not list(tmp_path.rglob("report.json"))
+
+
+@pytest.mark.parametrize("kwargs,name", [({"radius": float("inf")}, "radius"), ({"radius": 0.0}, "radius"),
+                                         ({"radius": float("nan")}, "radius"), ({"samples": 0}, r"n \(--samples\) must be"),
+                                         ({"sigma": float("inf")}, "sigma")])
+def test_certificate_parameters_in_range_only(kwargs, name):
+    args = {"radius": 0.05, "samples": 100, "sigma": 0.1} | kwargs
+    with pytest.raises(gate.GateError, match=name):
+        gate.certificate_parameters("smoothing", args["radius"], {"sigma": args["sigma"]}, args["samples"])
+    if "sigma" not in kwargs and "samples" not in kwargs:
+        with pytest.raises(gate.GateError, match=name):
+            gate.certificate_parameters("ibp", args["radius"], {}, args["samples"])
+    ok = gate.certificate_parameters("smoothing", 0.05, {"sigma": 0.1}, 100)
+    assert ok["sigma"] == 0.1 and ok["n"] == 100 and 0 < ok["alpha"] < 1 and ok["n0"] >= 1
+
+
+def test_gate_refuses_a_model_with_non_finite_outputs(data, tmp_path, capsys):
+    net = fraud.fraud_mlp(hidden=32)
+    with torch.no_grad():
+        net[-1].weight.fill_(float("nan"))  # argmax of NaN logits is class 0: "legitimate", 98% accurate
+    path = _save(net, tmp_path / "nan.pt", data[0], certifier="smoothing", sigma=0.1)
+    assert gate.main(["--model", str(path), "--radius", "0.05", "--min-certified-accuracy", "0.5",
+                      "--n", "200", "--samples", "20"]) == gate.EXIT_BAD_INPUT
+    assert "non-finite" in capsys.readouterr().err
+
+
+def test_clean_accuracy_rule_stops_a_smoothed_classifier_that_is_not_the_model(data, tmp_path, capsys):
+    """A finite, in-range but huge sigma: the smoothed classifier is a constant ("legitimate", 98%
+    accurate, certified at every radius) while the model itself flags every transaction (2%)."""
+    scaler, x, y = data
+    d = len(fraud.FEATURES)
+    net = fraud.fraud_mlp(hidden=32)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net[0].weight[:d] = torch.eye(d)  # h1 = relu(+x), relu(-x): at most 1 each on clean inputs
+        net[0].weight[d:2 * d] = -torch.eye(d)
+        net[2].weight[0, :2 * d] = 1.0  # h2 = relu(sum h1 - d): 0 on clean inputs, huge under big noise
+        net[2].bias[0] = -float(d)
+        net[4].weight[0, 0] = 1.0  # logit "legitimate" = h2; logit "fraud" = 1
+        net[4].bias[1] = 1.0
+    assert (net(x).argmax(1) == 1).all()
+    path = _save(net, tmp_path / "noise_lover.pt", scaler, certifier="smoothing", sigma=1e6)
+    code = gate.main(["--model", str(path), "--radius", "0.05", "--min-certified-accuracy", "0.9", "--n", "300",
+                      "--samples", "50", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["certified_accuracy"] > 0.9  # the certificate itself is valid for the smoothed classifier ...
+    assert code == gate.EXIT_SHORT and not report["passed"]  # ... but the model is not what was certified
+    assert report["model_clean_accuracy"] < 0.1 and "clean accuracy" in out and "FAILED" in out

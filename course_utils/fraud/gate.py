@@ -9,21 +9,28 @@ PATH is a checkpoint written by ``training.save_checkpoint(model, PATH, meta)``:
 plus the sidecar ``PATH.json`` holding its SHA-256 and ``meta``:
 
     {"architecture": "fraud_mlp", "architecture_kwargs": {"hidden": 64},
-     "scaler": FeatureScaler.to_dict(), "certifier": "ibp" | "smoothing",
+     "scaler": FeatureScaler.to_dict(), "certifier": "ibp" | "crown" | "smoothing",
      "sigma": 0.05 (smoothing only), "name": "...", ...}
 
 The gate owns the evaluation data, so a candidate cannot choose an easy test set: ``--n``
 transactions from ``fraud.make_transactions(seed=--seed)``, scaled with the candidate's scaler.
 R is in model units (see ``fraud.threat_radii``): for ``ibp`` the L-infinity radius on the
-attacker-controlled features (``fraud.CONTROLLED``), verified with interval bounds (exact,
-deterministic); for ``smoothing`` the L2 radius, certified with ``certify.Smooth`` (n0=100,
+attacker-controlled features (``fraud.CONTROLLED``), verified with interval bounds (sound,
+deterministic); for ``crown`` the same radius, verified with CROWN's linear bounds
+(``certify.verified_by("crown", ...)``: sound and deterministic, usually tighter than IBP and
+slower); for ``smoothing`` the L2 radius, certified with ``certify.Smooth`` (n0=100,
 n=``--samples``, alpha=0.001). A transaction counts when it is classified correctly *and* certified
 at R. Certified recall is the same over fraud cases only: with 2% fraud, a model that never flags
-fraud has 98% certified accuracy, so gate on both.
+fraud has 98% certified accuracy, so gate on both. The model's own clean accuracy and recall (its
+argmax, whatever the certifier) must reach the same thresholds: a smoothing certificate is about
+the smoothed classifier, and a huge sigma makes that a constant however bad the model is.
+Certificates are computed only for parameters in range (``certificate_parameters``: radius and
+sigma finite > 0, n >= 1, 0 < alpha < 1).
 
 Writes ``DIR/report.json`` and ``DIR/report.md``. Exit codes: 0 passed, 1 below a threshold,
-2 bad input (missing, tampered or unreadable model, radius <= 0, threshold outside [0, 1]); a model
-is never reported as passing unless it was loaded intact and certified.
+2 bad input (missing, tampered or unreadable model, radius <= 0, threshold outside [0, 1], sigma
+not finite > 0, non-finite features or logits); a model is never reported as passing unless it
+was loaded intact and certified.
 """
 from __future__ import annotations
 
@@ -36,17 +43,38 @@ from pathlib import Path
 
 import torch
 
-from ..certify import Smooth, verified
+from ..certify import Smooth, verified_by
 from ..evaluation import EvalResult
 from . import data as fraud
 from ..training import ModelFileError, load_model_file
+from ..validation import check_positive, check_positive_int, check_probability
 
 ARCHITECTURES = {"fraud_mlp": fraud.fraud_mlp}
 EXIT_PASS, EXIT_SHORT, EXIT_BAD_INPUT = 0, 1, 2
+CERTIFIERS = ("ibp", "crown", "smoothing")  # deterministic L-infinity bounds (IBP, CROWN) or L2 smoothing
+SMOOTHING_N0, SMOOTHING_ALPHA = 100, 0.001  # CERTIFY's selection samples and significance level
 
 
 class GateError(ModelFileError):
     """Bad input to the gate (exit code 2): a ``training.ModelFileError`` or a bad gate argument."""
+
+
+def certificate_parameters(method: str, radius, meta: dict, samples: int | None = None) -> dict:
+    """The parameters of the certificate ``method`` is about to compute, each checked (else GateError).
+
+    radius (eps for ibp / crown, R for smoothing): finite > 0; smoothing also needs sigma finite > 0
+    (from the sidecar), n0 and n = ``samples`` >= 1 and 0 < alpha < 1. A certificate outside these
+    ranges proves nothing (sigma = inf "certifies" a constant prediction at every radius), so the
+    gate computes and reports certificates only for parameters in range."""
+    try:
+        params = {"radius": check_positive(radius, "radius")}
+        if method == "smoothing":
+            params.update(sigma=check_positive(meta.get("sigma"), "sigma"), n0=check_positive_int(SMOOTHING_N0, "n0"),
+                          n=check_positive_int(samples, "n (--samples)"),
+                          alpha=check_probability(SMOOTHING_ALPHA, "alpha"))
+    except ValueError as e:
+        raise GateError(f"{method} certificate: {e}") from None
+    return params
 
 
 def load_candidate(path):
@@ -56,10 +84,10 @@ def load_candidate(path):
     own sidecar rules (certifier, sigma, scaler)."""
     try:
         model, meta = load_model_file(path, ARCHITECTURES)  # SHA-256 check, weights_only=True
-        if meta.get("certifier", "ibp") not in ("ibp", "smoothing"):
-            raise GateError(f"certifier must be 'ibp' or 'smoothing', got {meta.get('certifier')!r}")
-        if meta.get("certifier") == "smoothing" and not (isinstance(meta.get("sigma"), (int, float)) and meta["sigma"] > 0):
-            raise GateError("a smoothing candidate needs 'sigma' > 0 in its sidecar")
+        if meta.get("certifier", "ibp") not in CERTIFIERS:
+            raise GateError(f"certifier must be one of {CERTIFIERS}, got {meta.get('certifier')!r}")
+        if meta.get("certifier") == "smoothing":
+            check_positive(meta.get("sigma"), "sigma")  # JSON's Infinity would certify anything
         scaler = fraud.FeatureScaler.from_dict(meta.get("scaler"))
     except ModelFileError as e:
         raise GateError(str(e)) from None
@@ -69,24 +97,39 @@ def load_candidate(path):
 
 
 def certify_candidate(model, meta, scaler, radius: float, n: int = 4000, seed: int = 2024, samples: int = 1000):
-    """Certified accuracy and recall of a loaded candidate on the gate's own data; returns a dict."""
+    """Certified accuracy and recall of a loaded candidate on the gate's own data; returns a dict.
+
+    Also the model's own clean accuracy and recall (``model_clean_*``: its argmax, whatever the
+    certifier), which ``run_gate`` requires to reach the thresholds too. GateError when the
+    certificate's parameters are out of range (``certificate_parameters``) or the candidate's
+    scaler or weights give non-finite features or logits."""
     df = fraud.make_transactions(n, seed=seed)
     x = torch.from_numpy(scaler.transform(df))
     y = torch.from_numpy(df["is_fraud"].to_numpy().copy()).long()
     with torch.no_grad():
-        pred = model(x).argmax(1)
+        logits = model(x)
+    for what, v in (("features (check the scaler)", x), ("logits (check the weights)", logits)):
+        if not torch.isfinite(v).all():
+            raise GateError(f"the candidate gives non-finite {what} on {int((~torch.isfinite(v)).any(1).sum())} "
+                            "of the gate's transactions")
+    pred = logits.argmax(1)
+    model_clean = {"model_clean_accuracy": float((pred == y).float().mean()),
+                   "model_clean_recall": float((pred[y == 1] == 1).float().mean())}
     t0 = time.perf_counter()
-    if meta.get("certifier", "ibp") == "ibp":
+    method = meta.get("certifier", "ibp")
+    params = certificate_parameters(method, radius, meta, samples)  # GateError unless every parameter is in range
+    if method in ("ibp", "crown"):
         eps = torch.from_numpy(fraud.controlled_mask()) * radius
         with torch.no_grad():
-            cert = verified(model, x, y, eps) & (pred == y)
-        threat = f"IBP linf eps={radius:g} on {', '.join(fraud.CONTROLLED)} (model units)"
+            cert = verified_by(method, model, x, y, eps) & (pred == y)
+        threat = f"{method.upper()} linf eps={radius:g} on {', '.join(fraud.CONTROLLED)} (model units)"
     else:
-        smooth = Smooth(model, 2, float(meta["sigma"]), generator=torch.Generator().manual_seed(seed))
-        out = [smooth.certify(x[i], 100, samples, 0.001, 2000) for i in range(len(x))]
+        smooth = Smooth(model, 2, params["sigma"], generator=torch.Generator().manual_seed(seed))
+        out = [smooth.certify(x[i], params["n0"], params["n"], params["alpha"], 2000) for i in range(len(x))]
         pred = torch.tensor([c for c, _ in out])
         cert = torch.tensor([c == int(t) and r >= radius for (c, r), t in zip(out, y)])
-        threat = f"randomized smoothing l2 R={radius:g} sigma={meta['sigma']:g} n0=100 n={samples} alpha=0.001"
+        threat = (f"randomized smoothing l2 R={radius:g} sigma={params['sigma']:g} n0={params['n0']} n={params['n']} "
+                  f"alpha={params['alpha']:g}")
     fraud_idx = y == 1
     acc = EvalResult(int(cert.sum()), len(y), threat)
     rec = EvalResult(int(cert[fraud_idx].sum()), int(fraud_idx.sum()), threat + " (fraud only)")
@@ -94,7 +137,7 @@ def certify_candidate(model, meta, scaler, radius: float, n: int = 4000, seed: i
         "threat_model": threat, "radius": radius, "transactions": len(y), "fraud_cases": int(fraud_idx.sum()),
         "data": f"fraud.make_transactions(n={n}, seed={seed}) (synthetic)",
         "clean_accuracy": float((pred == y).float().mean()),
-        "clean_recall": float((pred[fraud_idx] == 1).float().mean()),
+        "clean_recall": float((pred[fraud_idx] == 1).float().mean()), **model_clean,
         "certified_accuracy": acc.accuracy, "certified_accuracy_ci95": acc.ci,
         "certified_recall": rec.accuracy, "certified_recall_ci95": rec.ci,
         "certify_seconds": time.perf_counter() - t0,
@@ -117,7 +160,10 @@ def markdown_report(report: dict) -> str:
         f"| certified accuracy | {report['certified_accuracy']:.4f} | {lo:.4f}-{hi:.4f} | >= {report['min_certified_accuracy']} |",
         f"| certified fraud recall | {report['certified_recall']:.4f} | {rlo:.4f}-{rhi:.4f} | >= {report['min_certified_recall']} |",
         f"| clean accuracy | {report['clean_accuracy']:.4f} | | |",
-        f"| clean fraud recall | {report['clean_recall']:.4f} | | |", "",
+        f"| clean fraud recall | {report['clean_recall']:.4f} | | |",
+        f"| the model's own clean accuracy | {report['model_clean_accuracy']:.4f} | | >= {report['min_certified_accuracy']} |",
+        f"| the model's own clean fraud recall | {report['model_clean_recall']:.4f} | | >= {report['min_certified_recall']} |",
+        "",
         f"Decision: **{mark}**" + ("" if report["passed"] else f" ({'; '.join(report['reasons'])})"), "",
     ])
 
@@ -143,6 +189,12 @@ def run_gate(model, radius, min_certified_accuracy, min_certified_recall=0.0, ou
         reasons.append(f"certified accuracy {report['certified_accuracy']:.4f} < {min_certified_accuracy}")
     if report["certified_recall"] < min_certified_recall:
         reasons.append(f"certified recall {report['certified_recall']:.4f} < {min_certified_recall}")
+    # The certificate speaks for the classifier it certified (for smoothing, the smoothed one); the
+    # model promoted must itself reach the bar on clean data, whatever its sidecar says.
+    if report["model_clean_accuracy"] < min_certified_accuracy:
+        reasons.append(f"the model's own clean accuracy {report['model_clean_accuracy']:.4f} < {min_certified_accuracy}")
+    if report["model_clean_recall"] < min_certified_recall:
+        reasons.append(f"the model's own clean recall {report['model_clean_recall']:.4f} < {min_certified_recall}")
     report["passed"], report["reasons"] = not reasons, reasons
     out = Path(out) if out is not None else Path(model).parent / f"{Path(model).stem}.gate"
     out.mkdir(parents=True, exist_ok=True)
