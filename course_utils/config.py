@@ -10,13 +10,23 @@ Everything a notebook needs to know about *where* and *how big* it runs comes fr
   ``data/`` in the repository) and where derived files are written (``COURSE_CACHE_DIR``,
   default ``data/cache``), so a read-only data directory works. Relative paths in either
   variable are taken from the repository root.
+- ``atomic_write(path)``: the one way the course writes a cache file (a temporary file in the same
+  folder, then ``os.replace``), so an interrupted write never leaves a half file under the real
+  name; ``sha256sum(path)`` for the checksums that cache sidecars record. Temporary files of
+  killed writes (``*.tmp`` older than ``STALE_TEMP_SECONDS``, one hour) are removed by the next
+  write to the same file and, for the whole cache folder, by the first ``cache_dir()`` of a process.
 
 Nothing here touches CUDA at import time.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import random
+import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -25,6 +35,7 @@ import torch
 
 PROFILE_NAMES = ("smoke", "quick", "full")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STALE_TEMP_SECONDS = 3600  # a temporary file this old belongs to a killed write
 
 
 @dataclass(frozen=True)
@@ -119,12 +130,74 @@ def data_dir() -> Path:
     return _from_repo(env) if env else REPO_ROOT / "data"
 
 
+_SWEPT = set()  # cache folders already cleared of stale temporary files by this process
+
+
 def cache_dir() -> Path:
-    """Where derived files (decoded arrays, trained models) go: ``COURSE_CACHE_DIR`` or ``data/cache``."""
+    """Where derived files (decoded arrays, trained models) go: ``COURSE_CACHE_DIR`` or ``data/cache``.
+
+    Created when missing (subfolders are created by ``atomic_write`` on first use). The first call
+    of a process for a folder removes ``*.tmp`` files older than ``STALE_TEMP_SECONDS`` in it and its
+    subfolders: what killed writes left behind.
+    """
     env = os.environ.get("COURSE_CACHE_DIR")
     path = _from_repo(env) if env else REPO_ROOT / "data" / "cache"
     path.mkdir(parents=True, exist_ok=True)
+    if path not in _SWEPT:
+        _SWEPT.add(path)
+        remove_stale_temp_files(path, "**/*.tmp")
     return path
+
+
+def sha256sum(path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file, as 64 hex digits (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def remove_stale_temp_files(folder, pattern: str = "*.tmp", older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the files in ``folder`` matching ``pattern`` (a glob; ``**/`` recurses) last modified more
+    than ``older_than`` seconds ago; return them. A write in progress keeps its file fresh, so only
+    what an interrupted write left behind is old. Files that vanish or cannot be removed are skipped."""
+    removed, cutoff = [], time.time() - older_than
+    for p in Path(folder).glob(pattern):
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # another process removed it first, or a read-only folder
+            pass
+    return removed
+
+
+@contextmanager
+def atomic_write(path, mode: str = "wb", encoding: str | None = None, newline: str | None = None):
+    """``with atomic_write(path) as f: ...``: write ``path`` all at once or not at all.
+
+    ``f`` is a temporary file ``<name>.<random>.tmp`` in the same folder (created when missing);
+    when the block ends without an exception it is flushed, synced and moved onto ``path`` with
+    ``os.replace`` (atomic on POSIX and Windows), otherwise it is deleted and ``path`` is left as it
+    was. ``mode`` is ``"wb"`` or ``"w"`` (text, with ``encoding`` / ``newline``). A killed process
+    cannot delete its temporary file; the next write to ``path`` removes those older than an hour.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path.parent, glob.escape(path.name) + "*.tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def describe() -> str:

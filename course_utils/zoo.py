@@ -11,14 +11,19 @@ current profile with ``training.adversarial_fit``, so the notebook and
   to 0.2 (Wong et al. 2020: about 86% clean / 46% PGD-20); quick = ``cifar_small_cnn`` on a CPU.
 
 The cache key holds the profile and a hash of the recipe, so changing a setting retrains.
+A robust model's training history is cached beside it (``<key>.history.csv``, written with
+``config.atomic_write``); the model's sidecar records the CSV's SHA-256, columns and number of
+rows (epochs run), and ``read_history`` checks all three. A history that fails (missing, empty,
+garbled, truncated, edited) makes the whole entry count as missing: one warning, then training.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 
 from .attacks import AttackConfig
-from .config import cache_dir, get_device, get_profile
+from .config import atomic_write, get_device, get_profile, sha256sum
 from .training.adversarial import AdversarialTrainingConfig
 
 _MNIST_FULL = dict(model="mnist_small_cnn", width=1, n_train=60_000, batch=100, n_val=1000,
@@ -111,25 +116,79 @@ def _augmented_loader(ds, idx, r, seed):
     return Loader()
 
 
+HISTORY_COLUMNS = ("epoch", "eps", "steps", "loss", "train_acc", "seconds", "val_clean", "val_robust")
+
+
+def write_history(path, history) -> dict:
+    """Write a training history (DataFrame, one row per epoch) atomically as CSV; return the record the
+    model's sidecar keeps for ``read_history``: ``{"sha256", "columns", "rows"}``."""
+    with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+        history.to_csv(f, index=False)
+    return {"sha256": sha256sum(path), "columns": [str(c) for c in history.columns], "rows": len(history)}
+
+
+def read_history(path, record):
+    """The history CSV at ``path`` as a DataFrame, after checking it against ``record`` (from
+    ``write_history``): the SHA-256, the columns (which include ``HISTORY_COLUMNS``) and one row per
+    recorded epoch, numbered 1..rows. Anything else raises ``ValueError`` saying what."""
+    import pandas as pd
+
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        raise ValueError("the model's sidecar records no history checksum (a cache from an older version)")
+    try:
+        digest = sha256sum(path)
+    except OSError as e:
+        raise ValueError(f"it cannot be read ({type(e).__name__})") from None
+    if digest != record["sha256"]:
+        raise ValueError("its SHA-256 differs from the one recorded with the model")
+    try:
+        history = pd.read_csv(path)
+    except (OSError, ValueError) as e:  # empty, garbled, not UTF-8
+        raise ValueError(f"it is not a readable CSV ({type(e).__name__})") from None
+    columns = [str(c) for c in history.columns]
+    missing = [c for c in HISTORY_COLUMNS if c not in columns]
+    if missing or columns != record.get("columns"):
+        raise ValueError(f"its columns {columns} are not the recorded {record.get('columns')} (missing: {missing})")
+    if len(history) != record.get("rows") or list(history["epoch"]) != list(range(1, len(history) + 1)):
+        raise ValueError(f"it has {len(history)} rows (epochs {list(history['epoch'])}), "
+                         f"not the {record.get('rows')} epochs recorded")
+    return history
+
+
 def robust_model(dataset: str, profile: str | None = None, device=None, progress: bool = True):
     """``(model, history, recipe)``: the adversarially trained model of ``recipe(dataset, profile)``,
     on ``device`` (default: ``get_device()``); ``recipe["train"]`` is its ``AdversarialTrainingConfig``.
 
-    Loaded from the cache when an intact checkpoint exists (then ``history`` is the saved CSV),
-    otherwise trained with ``adversarial_fit`` on ``n_train`` training images, with a PGD check
-    after each epoch on ``n_val`` other (held-out) training images. ``history`` has a ``seconds`` column.
+    Loaded from the cache when an intact checkpoint and its verified history exist (then ``history``
+    is the saved CSV), otherwise trained with ``adversarial_fit`` on ``n_train`` training images, with
+    a PGD check after each epoch on ``n_val`` other (held-out) training images. ``history`` has a
+    ``seconds`` column. A damaged cache entry (weights, sidecar or history) is trained again.
     """
-    import pandas as pd
     import torch
 
     from .data import load_dataset, make_loader
-    from .training import adversarial_fit, cached_model
+    from .training import ModelFileError, adversarial_fit, cached_model, cached_model_path, read_sidecar
 
     r = recipe(dataset, profile)
     name = cache_name(dataset, profile)
-    hist_path = cache_dir() / "models" / f"{name}.history.csv"
+    path = cached_model_path(name)
+    hist_path = path.with_name(f"{name}.history.csv")
     device = device or get_device()
+    meta = {"recipe": json.loads(recipe_json(r))}
     holder = {}
+    if path.exists():
+        try:
+            on_disk = read_sidecar(path)
+        except ModelFileError:
+            on_disk = None  # cached_model finds the entry unusable, says so and trains again
+        if on_disk is not None:
+            try:
+                holder["history"] = read_history(hist_path, on_disk.get("history"))
+            except ValueError as e:
+                warnings.warn(f"training history {hist_path} is unusable: {e}; training the model again",
+                              stacklevel=2)
+                for f in (path, path.with_name(path.name + ".json")):  # the entry now counts as missing
+                    f.unlink(missing_ok=True)
 
     def train(model):
         ds = load_dataset(dataset, "train")
@@ -138,13 +197,11 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
                   make_loader(torch.utils.data.Subset(ds, train_idx.tolist()), r["batch"], shuffle=True, seed=0))
         xv, yv = ds.tensors(val_idx)  # held out: never trained on
         res = adversarial_fit(model, loader, r["train"], val=(xv.to(device), yv.to(device)), progress=progress)
-        res.history.to_csv(hist_path, index=False)
-        holder["result"] = res
+        meta["history"] = write_history(hist_path, res.history)  # saved in the sidecar by cached_model
+        holder["history"] = res.history
 
-    model = cached_model(name, lambda: build(r), train, meta={"recipe": json.loads(recipe_json(r))}, device=device)
-    history = holder["result"].history if "result" in holder else (
-        pd.read_csv(hist_path) if hist_path.exists() else None)
-    return model.to(device).eval(), history, r
+    model = cached_model(name, lambda: build(r), train, meta=meta, device=device)
+    return model.to(device).eval(), holder.get("history"), r
 
 
 STANDARD = {  # standard (not robust) models: MNIST for notebook 03, CIFAR-10 for notebook 05 and project p1
