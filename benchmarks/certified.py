@@ -1,6 +1,7 @@
 """Quick-profile numbers of notebooks 07 and 08 and a throughput comparison with ART.
 
     COURSE_DATA_DIR=../shared/data python benchmarks/certified.py [--images 500] [--n 2000] [--art-images 50]
+        [--crown-images 100] [--skip smoothing ibp relaxation]
 
 1. Randomized smoothing (Cohen et al. 2019) on MNIST: ``mnist_small_cnn`` trained with Gaussian
    noise sigma = 0.25 (the recipe and cache key of notebook 07), CERTIFY with n0 = 100,
@@ -15,6 +16,11 @@
    >= 93% verified (published: about 97%, larger model, 100 epochs). Then ART's
    ``PyTorchIBPClassifier`` on the same network and inputs: largest bound difference, verified
    counts, images per second.
+4. IBP vs CROWN (notebook 08b) on the standard MNIST CNN (``zoo.standard_model``) and the IBP-trained
+   one, at eps 0.02 and 0.1, on the same ``--crown-images`` test images: verified accuracy with 95%
+   intervals and images per second, next to ART's zonotope verifier (DeepZ, Singh et al. 2018,
+   ``art.estimators.certification.deep_z.PytorchDeepZ``) on the first ``--art-images`` of them
+   (the clipped pixel box handed to ART as a zonotope in the model's normalised units).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils import certify, data, interop, models, training
+from course_utils import certify, data, interop, models, training, zoo
 from course_utils.attacks import AttackConfig
 from course_utils.config import cache_dir, get_device, get_profile, seed_everything
 from course_utils.evaluation import EvalResult, evaluate
@@ -43,11 +49,6 @@ def smoothing_recipe(P):
     return P.pick(smoke=1, quick=4, full=20), P.pick(smoke=2048, quick=60_000, full=60_000)
 
 
-def ibp_recipe(P):
-    """Notebook 08: (epochs, training images, eps_train) for IBP training."""
-    return P.pick(smoke=1, quick=8, full=100), P.pick(smoke=2048, quick=60_000, full=60_000), 0.15
-
-
 def smoothing_model(sigma, P, device):
     epochs, n_train = smoothing_recipe(P)
     train_set = data.load_dataset("mnist", "train")
@@ -57,18 +58,6 @@ def smoothing_model(sigma, P, device):
         training.fit(model, loader, epochs=epochs, lr=0.05, attack=certify.noise_augment(sigma))
 
     return training.cached_model(f"mnist_smooth_sigma{sigma}_{P.name}_{epochs}_{n_train}", models.mnist_small_cnn,
-                                 train, device=device).eval()
-
-
-def ibp_model(P, device):
-    epochs, n_train, eps_train = ibp_recipe(P)
-    train_set = data.load_dataset("mnist", "train")
-
-    def train(model):
-        loader = data.make_loader(train_set, batch_size=128, n=n_train, seed=SEED)
-        certify.ibp_fit(model, loader, epochs=epochs, eps=eps_train)
-
-    return training.cached_model(f"mnist_ibp_eps{eps_train}_{P.name}_{epochs}_{n_train}", models.mnist_small_cnn,
                                  train, device=device).eval()
 
 
@@ -133,7 +122,7 @@ def bench_ibp(P, device, images):
     test = data.load_dataset("mnist", "test")
     x, y = data.subset_tensors(test, images, seed=SEED)
     x, y = x.to(device), y.to(device)
-    model = ibp_model(P, device)
+    model, _, recipe = zoo.ibp_model(P.name, device)
     with torch.no_grad():
         clean = int((model(x).argmax(1) == y).sum())
     t0 = time.perf_counter()
@@ -141,7 +130,7 @@ def bench_ibp(P, device, images):
     ours_s = time.perf_counter() - t0
     ver_naive, _ = certify.verified_accuracy(model, x, y, IBP_EPS, elide=False)
     robust = evaluate(model, (x, y), PGD40, batch_size=250, progress=False)
-    out = {"images": len(x), "eps": IBP_EPS, "recipe": dict(zip(("epochs", "n_train", "eps_train"), ibp_recipe(P))),
+    out = {"images": len(x), "eps": IBP_EPS, "recipe": {k: recipe[k] for k in ("epochs", "n_train", "eps_train")},
            "clean": EvalResult(clean, len(x)).row(), "pgd40": robust.row(),
            "verified_margin": EvalResult(ver, len(x), "IBP linf 0.1 (elided margins)").row(),
            "verified_naive": EvalResult(ver_naive, len(x), "IBP linf 0.1 (l_y > u_j)").row(),
@@ -166,19 +155,72 @@ def bench_ibp(P, device, images):
     return out
 
 
+RELAX_EPS = (0.02, 0.1)
+
+
+def deepz_verified(model, x, y, eps):
+    """ART's DeepZ on the pixel box [x - eps, x + eps] n [0, 1]: (number verified, seconds)."""
+    from art.estimators.certification.deep_z import PytorchDeepZ
+
+    mean, std = models.MNIST_MEAN[0], models.MNIST_STD[0]
+
+    def box_zonotope(sample):  # sample: (1, 28, 28) in normalised units -> (centre, one generator per pixel)
+        pix = sample * std + mean
+        lo, hi = np.clip(pix - eps, 0, 1), np.clip(pix + eps, 0, 1)
+        radius = ((hi - lo) / 2 / std).reshape(-1)
+        return ((lo + hi) / 2 - mean) / std, np.diag(radius).reshape((-1,) + sample.shape)
+
+    art = PytorchDeepZ(Unrolled(model.cpu()), loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
+                       clip_values=(0.0, 1.0), device_type="cpu")
+    art.model.eval()
+    xn = (x.numpy(force=True) - mean) / std
+    t0 = time.perf_counter()
+    ok = 0
+    with torch.no_grad():
+        for sample, label in zip(xn, y.tolist()):
+            cent, gens = box_zonotope(sample)
+            ok += bool(art.certify(cent=cent[None].astype(np.float32), eps=gens.astype(np.float32), prediction=label))
+    return ok, time.perf_counter() - t0
+
+
+def bench_relaxation(P, device, images, art_images):
+    test = data.load_dataset("mnist", "test")
+    x, y = data.subset_tensors(test, images, seed=SEED)
+    x, y = x.to(device), y.to(device)
+    nets = {"standard": zoo.standard_model("mnist", P.name, device, progress=False)[0],
+            "IBP-trained": zoo.ibp_model(P.name, device, progress=False)[0]}
+    rows = []
+    for name, model in nets.items():
+        for eps in RELAX_EPS:
+            for method in ("ibp", "crown"):
+                t0 = time.perf_counter()
+                k, n = certify.verified_accuracy_by(method, model, x, y, eps)
+                s = time.perf_counter() - t0
+                rows.append({"model": name, "eps": eps, "method": method.upper(), **EvalResult(k, n, f"{method.upper()} linf eps={eps}").row(), "images_per_s": n / s})
+            try:
+                m = min(art_images, len(x))
+                k, s = deepz_verified(model, x[:m], y[:m], eps)
+                rows.append({"model": name, "eps": eps, "method": "ART DeepZ", **EvalResult(k, m, f"DeepZ linf eps={eps}").row(), "images_per_s": m / s})
+            except Exception as e:  # report, do not hide
+                rows.append({"model": name, "eps": eps, "method": "ART DeepZ", "error": f"{type(e).__name__}: {e}"})
+            model.to(device)
+    return {"images": len(x), "art_images": min(art_images, len(x)), "rows": rows}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     P = get_profile()
     p.add_argument("--images", type=int, default=P.pick(smoke=20, quick=500, full=1000))
     p.add_argument("--n", type=int, default=P.pick(smoke=200, quick=2000, full=100_000))
     p.add_argument("--art-images", type=int, default=P.pick(smoke=5, quick=50, full=100))
-    p.add_argument("--skip", choices=("smoothing", "ibp"), default=None)
+    p.add_argument("--crown-images", type=int, default=P.pick(smoke=8, quick=100, full=500))
+    p.add_argument("--skip", nargs="*", choices=("smoothing", "ibp", "relaxation"), default=[], help="parts not to run")
     args = p.parse_args()
     seed_everything(SEED)
     device = get_device()
     print(f"profile={P.name} device={device} threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
     result = {"profile": P.name, "device": str(device), "threads": torch.get_num_threads()}
-    if args.skip != "smoothing":
+    if "smoothing" not in args.skip:
         s = bench_smoothing(P, device, args.images, args.n, args.art_images)
         result["smoothing"] = s
         print(f"\n## Randomized smoothing, MNIST, sigma={SIGMA}, n0={N0}, n={s['n']}, alpha={ALPHA}, {s['images']} images "
@@ -191,7 +233,7 @@ def main():
         print(f"| course_utils.certify.Smooth | {c['ours_samples_per_s']:,.0f} | {100 * c['ours_certified_accuracy_at_0.5']:.1f}% |")
         print(f"| ART PyTorchRandomizedSmoothing | {c['art_samples_per_s']:,.0f} | {100 * c['art_certified_accuracy_at_0.5']:.1f}% |")
         print(f"label agreement {100 * c['label_agreement']:.1f}%, median |radius difference| {c['median_abs_radius_diff']:.4f}")
-    if args.skip != "ibp":
+    if "ibp" not in args.skip:
         b = bench_ibp(P, device, args.images)
         result["ibp"] = b
         print(f"\n## IBP, MNIST, eps={IBP_EPS}, recipe {b['recipe']}, {b['images']} images")
@@ -200,7 +242,18 @@ def main():
             r = b[k]
             print(f"| {r['threat model']} | {100 * r['accuracy']:.1f}% | {100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f} |")
         print(f"course_utils IBP: {b['ours_images_per_s']:,.0f} images/s; ART: {b['vs_art']}")
-    path = cache_dir() / "benchmarks" / f"certified_{P.name}{'_no_' + args.skip if args.skip else ''}.json"
+    if "relaxation" not in args.skip:
+        r = bench_relaxation(P, device, args.crown_images, args.art_images)
+        result["relaxation"] = r
+        print(f"\n## IBP vs CROWN vs ART DeepZ, MNIST, {r['images']} images (DeepZ: the first {r['art_images']})")
+        print("| model | eps | method | verified | 95% CI | images/s |\n| --- | --- | --- | --- | --- | --- |")
+        for row in r["rows"]:
+            if "error" in row:
+                print(f"| {row['model']} | {row['eps']} | {row['method']} | {row['error']} | | |")
+            else:
+                print(f"| {row['model']} | {row['eps']} | {row['method']} | {100 * row['accuracy']:.1f}% "
+                      f"| {100 * row['ci_low']:.1f}-{100 * row['ci_high']:.1f} | {row['images_per_s']:,.1f} |")
+    path = cache_dir() / "benchmarks" / f"certified_{P.name}{''.join('_no_' + k for k in args.skip)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=float))
     print(f"\nwrote {path}")

@@ -239,3 +239,41 @@ def standard_model(dataset: str, profile: str | None = None, device=None, progre
     model = cached_model(f"{dataset}_standard_{profile}_{digest}", lambda: build(r), train,
                          meta={"recipe": r}, device=device or get_device())
     return model.eval(), r
+
+
+IBP = {  # the IBP-trained MNIST model of notebook 08 (Gowal et al. 2018 schedule), also used by 08b and benchmarks/certified.py
+    "smoke": dict(model="mnist_small_cnn", n_train=2048, epochs=1, batch=128, eps_train=0.15),
+    "quick": dict(model="mnist_small_cnn", n_train=60_000, epochs=8, batch=128, eps_train=0.15),
+    "full": dict(model="mnist_small_cnn", n_train=60_000, epochs=100, batch=128, eps_train=0.15),
+}
+
+
+def ibp_model(profile: str | None = None, device=None, progress: bool = True):
+    """``(model, history, recipe)``: ``mnist_small_cnn`` trained by ``certify.ibp_fit`` at eps_train =
+    0.15 (above the test radius 0.1, as Gowal et al. 2018) on ``IBP[profile]``; cached, so notebooks
+    08 and 08b and ``benchmarks/certified.py`` certify the same weights. ``history``: the per-epoch
+    list of ``ibp_fit`` when trained now, else the one recorded in the sidecar (``None`` if absent).
+    """
+    from .certify import ibp_fit
+    from .data import load_dataset, make_loader
+    from .training import ModelFileError, cached_model, cached_model_path, read_sidecar
+
+    profile = profile or get_profile().name
+    if profile not in IBP:
+        raise ValueError(f"profile must be one of {sorted(IBP)}, got {profile!r}")
+    r = IBP[profile]
+    name = f"mnist_ibp_eps{r['eps_train']}_{profile}_{r['epochs']}_{r['n_train']}"  # the key notebook 08 has always used
+    meta = {"recipe": dict(r)}
+
+    def train(model):
+        loader = make_loader(load_dataset("mnist", "train"), batch_size=r["batch"], n=r["n_train"], seed=0)
+        meta["history"] = ibp_fit(model, loader, epochs=r["epochs"], eps=r["eps_train"], progress=progress)
+
+    model = cached_model(name, lambda: build(r), train, meta=meta, device=device or get_device())
+    history = meta.get("history")
+    if history is None:
+        try:
+            history = read_sidecar(cached_model_path(name)).get("history")
+        except ModelFileError:
+            history = None
+    return model.eval(), history, dict(r)

@@ -465,6 +465,38 @@ def verified_any(lower, upper, y):
     return (margin > 0).any(1)
 
 
+def crown_ref(W1, b1, W2, b2, xl, xu, l, u, c, swap=False, drop_t=False, alpha0=False, box="signs", drop_b1=False):
+    alpha, s, t = certify.relu_relaxation(l, u)
+    if alpha0:
+        alpha = torch.where((l < 0) & (u > 0), torch.zeros_like(alpha), alpha)  # h >= 0 only
+    a = W2.T @ c
+    lo_line, up_line = (s, alpha) if swap else (alpha, s)
+    lam = a.clamp(min=0) * lo_line + a.clamp(max=0) * up_line
+    c0 = (0 if drop_t else ((a.clamp(min=0) if swap else a.clamp(max=0)) * t).sum()) + c @ b2 + (0 if drop_b1 else lam @ b1)
+    A = lam @ W1
+    return (A @ xl if box == "lower" else A.clamp(min=0) @ xl + A.clamp(max=0) @ xu) + c0
+
+
+def crown_swapped_lines(*args):  # positive coefficients take the upper line
+    return crown_ref(*args, swap=True)
+
+
+def crown_no_intercept(*args):  # the upper line's t forgotten
+    return crown_ref(*args, drop_t=True)
+
+
+def crown_lower_line_zero(*args):  # h >= 0 for every unstable ReLU instead of the adaptive alpha
+    return crown_ref(*args, alpha0=True)
+
+
+def crown_box_at_lower_corner(*args):  # A x evaluated at xl instead of minimised over the box
+    return crown_ref(*args, box="lower")
+
+
+def crown_no_first_bias(*args):  # lam . b1 forgotten
+    return crown_ref(*args, drop_b1=True)
+
+
 def radii_ref(scales, tolerance):
     return np.array([tolerance.get(f, 0.0) / scales[f] for f in fraud.FEATURES], dtype=np.float32)
 
@@ -712,6 +744,13 @@ TABLE = {
         "includes_true_class": (verified_includes_true_class, "is_verified: relative error"),
         "upper_y_against_lower_j": (verified_wrong_bounds, "is_verified: relative error"),
         "any_not_all": (verified_any, "is_verified: relative error"),
+    }),
+    C.certify.check_crown_margin: (crown_ref, {
+        "swapped_lines": (crown_swapped_lines, "crown_margin"),
+        "no_intercept": (crown_no_intercept, "crown_margin"),
+        "lower_line_zero": (crown_lower_line_zero, "crown_margin"),
+        "box_at_lower_corner": (crown_box_at_lower_corner, "crown_margin"),
+        "no_first_bias": (crown_no_first_bias, "crown_margin"),
     }),
     C.certify.check_threat_radii: (radii_ref, {
         "multiplies_scale": (radii_multiplies_scale, "threat_radii: got"),

@@ -175,7 +175,8 @@ def test_dense_blocks_and_intermediate_bounds(name):
     """affine_blocks reproduce the network; every ReLU's bounds contain its pre-activations and sit inside IBP's."""
     net, x, _ = inputs(name, 5)
     eps = 0.1
-    blocks, _, bounds, _, _ = certify.preactivation_bounds(net, x, eps)
+    _, _, bounds, _, _ = certify.preactivation_bounds(net, x, eps)
+    blocks = certify.affine_blocks(net, x)
     pts = box_points(net, x, eps, torch.Generator().manual_seed(2)).flatten(0, 1)  # (N * B, ...)
     h = pts.flatten(1).double()
     for (w, b), (lower, upper) in zip(blocks[:-1], bounds):
@@ -193,3 +194,49 @@ def test_dense_blocks_and_intermediate_bounds(name):
         lo, hi = certify.layer_bounds(layer, lo, hi)
     for (lower, upper), (il, iu) in zip(bounds, ibp_pre):
         assert (lower >= il - TOL).all() and (upper <= iu + TOL).all()
+
+
+def test_segment_adjoints_match_the_dense_matrices():
+    """CROWN's backward pass (conv_transpose2d with output padding, Normalize, Flatten, Linear) applies
+    exactly W^T of the dense blocks, on a strided, padded conv net with an odd input size."""
+    torch.manual_seed(7)
+    net = nn.Sequential(Normalize((0.2,), (0.5,)), nn.Conv2d(1, 3, 4, stride=2, padding=1), nn.ReLU(),
+                        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16, 5)).eval()
+    x = torch.rand(2, 1, 7, 7)
+    segments, blocks = certify.affine_segments(net, x), certify.affine_blocks(net, x)
+    assert len(segments) == len(blocks) == 3
+    gen = torch.Generator().manual_seed(0)
+    for seg, (w, b) in zip(segments, blocks):
+        a = torch.randn(2, 3, len(b), generator=gen)
+        a_in, c = relaxation._back_affine(seg, a, torch.zeros(2, 3))
+        assert torch.allclose(a_in.flatten(2).double(), a.double() @ w, atol=1e-5)
+        assert torch.allclose(c.double(), a.double() @ b, atol=1e-5)
+    with torch.no_grad():
+        z = net(x)
+    lower, upper = certify.crown_bounds(net, x, 0.0)
+    assert torch.allclose(lower, z, atol=TOL) and torch.allclose(upper, z, atol=TOL)
+    lower, upper = certify.crown_bounds(net, x, 0.05)
+    assert worst_violation(net, x, 0.05, lower, upper) <= TOL
+
+
+def test_first_layer_keeps_ibp_bounds_only_where_they_are_exact():
+    """One affine map of a box: IBP is exact per neuron, so CROWN skips it. Two affine maps before the
+    first ReLU: IBP is loose (|W2| |W1| r >= |W2 W1| r) and CROWN must still tighten them."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 6, dtype=torch.float64)
+    one = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    _, _, bounds, xl, xu = certify.preactivation_bounds(one, x, 0.1)
+    w, b = one[1].weight, one[1].bias
+    mu, r = (xu + xl) / 2, (xu - xl) / 2
+    exact_l, exact_u = mu @ w.T + b - r @ w.abs().T, mu @ w.T + b + r @ w.abs().T
+    assert torch.allclose(bounds[0][0], exact_l, atol=1e-9) and torch.allclose(bounds[0][1], exact_u, atol=1e-9)
+    two = nn.Sequential(nn.Linear(6, 8), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    _, _, bounds, xl, xu = certify.preactivation_bounds(two, x, 0.1)
+    ibp_l, ibp_u = certify.interval_bounds(two[:2], x, 0.1)
+    w = two[1].weight @ two[0].weight
+    mu, r = (xu + xl) / 2, (xu - xl) / 2
+    exact_u = mu @ w.T + two[1].weight @ two[0].bias + two[1].bias + r @ w.abs().T
+    unstable = (ibp_l < 0) & (ibp_u > 0)  # IBP-stable neurons keep their IBP bounds (see preactivation_bounds)
+    assert unstable.any()
+    assert torch.allclose(bounds[0][1], torch.where(unstable, torch.minimum(exact_u, ibp_u), ibp_u), atol=1e-9)
+    assert (bounds[0][1] < ibp_u - 1e-6).any()

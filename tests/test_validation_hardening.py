@@ -202,9 +202,6 @@ def test_ibp_rejects_nan_pixels_and_bad_batch_size(batch):
         certify.verified_accuracy(net, x, y, 0.1, batch_size=0)
 
 
-@pytest.mark.xfail(strict=True, raises=(IndexError, RuntimeError, pytest.fail.Exception),
-                   reason="certify.relaxation does not range-check labels yet (a check_label_range line in "
-                          "crown_margin_lower_bounds and in _solve_margins); remove this marker once it does")
 @pytest.mark.parametrize("method", ["crown", "lp"])
 @pytest.mark.parametrize("bad", BAD_LABELS)
 def test_relaxation_rejects_out_of_range_labels(batch, method, bad):

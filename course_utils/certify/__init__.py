@@ -4,12 +4,13 @@
   ``certified_accuracy``, ``NoisySoftmax``, ``noise_augment``; ``ABSTAIN`` (-1) is the abstention label.
 - ``ibp``: ``interval_bounds``, ``margin_lower_bounds``, ``verified``, ``ibp_loss``, ``ibp_fit`` (Gowal et al. 2018).
 - ``relaxation``: ``crown_bounds``, ``crown_margin_lower_bounds`` (Zhang et al. 2018), ``lp_margin_lower_bounds``
-  (triangle LP), ``exact_margin_lower_bounds`` (MILP), ``margin_lower_bounds_by`` / ``verified_by`` over ``METHODS``.
+  (triangle LP), ``exact_margin_lower_bounds`` (MILP), ``margin_lower_bounds_by`` / ``verified_by`` / ``verified_accuracy_by`` over ``METHODS``.
 Every public name is importable from this package: ``from course_utils import certify``.
 """
 from .smoothing import (ABSTAIN, lower_confidence_bound, certified_radius, Smooth, certify_dataset,
     certified_accuracy, max_certifiable_radius, NoisySoftmax, noise_augment)
 from .ibp import (SUPPORTED, input_box, layer_bounds, interval_bounds, margin_lower_bounds, supported_layers, verified,
     verified_accuracy, ibp_loss, ibp_schedule, ibp_fit)
-from .relaxation import (METHODS, affine_blocks, relu_relaxation, preactivation_bounds, crown_bounds,
-    crown_margin_lower_bounds, lp_margin_lower_bounds, exact_margin_lower_bounds, margin_lower_bounds_by, verified_by)
+from .relaxation import (METHODS, affine_blocks, affine_segments, relu_relaxation, preactivation_bounds, crown_bounds,
+    crown_margin_lower_bounds, lp_margin_lower_bounds, exact_margin_lower_bounds, margin_lower_bounds_by, verified_by,
+    verified_accuracy_by)

@@ -122,13 +122,17 @@ def verified(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps, elide:
     return (m.scatter(1, y[:, None], 1.0) > 0).all(1)
 
 
-def verified_accuracy(model, x, y, eps, batch_size: int = 500, elide: bool = True) -> tuple[int, int]:
-    """(number verified, number of examples) over x (N, ...) in batches of batch_size >= 1."""
+def verified_accuracy(model, x, y, eps, batch_size: int = 500, elide: bool = True, verify=None) -> tuple[int, int]:
+    """(number verified, number of examples) over x (N, ...) in batches of batch_size >= 1.
+
+    verify(model, x, y, eps) -> (B,) bool is the check (default: ``verified`` with ``elide``);
+    ``relaxation.verified_accuracy_by`` passes CROWN's, the LP's or the MILP's."""
     batch_size = check_positive_int(batch_size, "batch_size")
+    verify = verify or (lambda m, xb, yb, e: verified(m, xb, yb, e, elide))
     dev = next(model.parameters()).device
     count = 0
     for i in range(0, len(x), batch_size):
-        count += int(verified(model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev), eps, elide).sum())
+        count += int(verify(model, x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev), eps).sum())
     return count, len(x)
 
 

@@ -1,14 +1,15 @@
 """Linear relaxations of ReLU networks: CROWN, the triangle LP and the exact MILP (convex relaxation lesson).
 
-The network ``nn.Sequential`` of Linear / Conv2d / ReLU / Flatten / ``models.Normalize`` is first
-rewritten as L dense affine maps with a ReLU between consecutive ones (``affine_blocks``):
+The network ``nn.Sequential`` of Linear / Conv2d / ReLU / Flatten / ``models.Normalize`` is read
+as L affine maps with a ReLU between consecutive ones:
 
     h_0 = x (flattened, n_0),   z_i = W_i h_{i-1} + b_i,   h_i = relu(z_i)  (i < L),   logits = z_L.
 
-Consecutive affine layers (Normalize, Conv2d, Flatten, Linear) are composed exactly. Conv2d is
-turned into its dense matrix by applying it to the identity basis, so memory grows as (neurons)^2:
-this is meant for the small networks of the course (up to a few thousand neurons per layer and a
-handful of examples), not for CIFAR-sized CNNs (use conv_transpose-based CROWN, e.g. auto_LiRPA).
+CROWN keeps each map as its layers (``affine_segments``) and applies W^T with the layers'
+adjoints (``F.conv_transpose2d`` for a convolution, as auto_LiRPA does), so its cost grows with
+(unstable neurons) x (layer cost), never with a dense matrix. The LP and the MILP need the dense
+matrices (``affine_blocks``: consecutive affine layers composed exactly, Conv2d applied to the
+identity basis, memory (neurons)^2): they are for the tiny networks of the course only.
 
 - ``crown_bounds`` (Zhang et al. 2018, "Efficient Neural Network Robustness Certification with
   General Activation Functions"; DeepPoly, Singh et al. 2019, is the same bound for ReLU): each
@@ -35,8 +36,10 @@ below 0, where the IBP box does not); it is usually tighter on average.
 
 Inputs x: (B, C, H, W) or (B, D) in [0, 1]; eps in pixel units (float or tensor broadcastable to
 x); the box is the L-infinity ball of radius eps around x intersected with [0, 1]
-(``ibp.input_box``). Results are float tensors (B, K) on x.device. CROWN is computed in float64
-(float32 on MPS, which has no float64) and stays differentiable; LP and MILP run on the CPU.
+(``ibp.input_box``). Results are float tensors (B, K) on x.device. CROWN is computed in x's dtype
+(float32, as auto_LiRPA does: its rounding, about 1e-6 relative, could only matter for a margin
+bound that close to 0; pass a float64 model and x for a rigorous check) and stays differentiable; the dense blocks of the LP and MILP are built in float64
+(float32 on MPS) and solved on the CPU.
 """
 from __future__ import annotations
 
@@ -47,10 +50,11 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from torch import nn
 
 from ..models import Normalize
-from ..validation import check_images, check_labels
+from ..validation import check_images, check_label_range, check_labels
 from .ibp import input_box, layer_bounds, supported_layers
 from .ibp import margin_lower_bounds as ibp_margin_lower_bounds
 from .ibp import verified as ibp_verified
+from .ibp import verified_accuracy
 
 METHODS = ("ibp", "crown", "lp", "exact")
 
@@ -60,6 +64,8 @@ def _check_model(model) -> list[nn.Module]:
     for i, layer in enumerate(layers):
         if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
             raise ValueError(f"layer {i} (Conv2d) has padding_mode={layer.padding_mode!r}; only 'zeros' is supported")
+        if isinstance(layer, nn.Conv2d) and isinstance(layer.padding, str):
+            raise ValueError(f"layer {i} (Conv2d) has padding={layer.padding!r}; give the padding as numbers")
     return layers
 
 
@@ -121,28 +127,89 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
     return alpha, s, t
 
 
-def _backward_lower(blocks, relax, spec_w, spec_b, x_lower, x_upper):
-    """CROWN's lower bound of C z_k over the box: C z_k = A h_{k-1} + c pushed back to x, then minimised.
+def affine_segments(model: nn.Sequential, x: torch.Tensor) -> list[list[tuple[nn.Module, tuple, tuple]]]:
+    """The network as L segments of affine layers with a ReLU between consecutive segments, for CROWN.
 
-    spec_w: (B, m, n_{k-1}) = C W_k, spec_b: (B, m) = C b_k; blocks, relax: the k - 1 affine maps and
-    ReLU relaxations below z_k. x_lower, x_upper: (B, n_0). Returns (B, m).
+    Segment i is a list of (layer, input shape, output shape) (shapes without the batch dimension)
+    whose composition is z_i = W_i h_{i-1} + b_i of ``affine_blocks``, kept as layers so that the
+    backward pass applies W_i^T with the layers' own adjoints (``F.conv_transpose2d`` for Conv2d),
+    never forming the dense matrix. An empty segment is the identity.
     """
-    a, c = spec_w, spec_b
-    for (w, b), (alpha, s, t) in zip(reversed(blocks), reversed(relax)):
-        a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)  # A^+ takes the lower line, A^- the upper one
-        c = c + (a_neg * t[:, None, :]).sum(-1)
-        a = a_pos * alpha[:, None, :] + a_neg * s[:, None, :]  # (B, m, n_i): coefficients on z_i
-        c = c + a @ b
-        a = a @ w  # (B, m, n_{i-1})
+    layers = _check_model(model)
+    segments, current, shape = [], [], tuple(x.shape[1:])
+    with torch.no_grad():
+        h = torch.zeros(1, *shape, dtype=x.dtype, device=x.device)
+        for layer in layers:
+            if isinstance(layer, nn.ReLU):
+                segments.append(current)
+                current = []
+                continue
+            out = layer(h)
+            current.append((layer, tuple(h.shape[1:]), tuple(out.shape[1:])))
+            h = out
+    segments.append(current)
+    return segments
+
+
+def _back_affine(segment, a: torch.Tensor, c: torch.Tensor):
+    """Push the linear function a . z + c of a segment's output back to its input: (a W, c + a b).
+
+    a: (B, m, *output shape), c: (B, m). Returns (a', c') with a' (B, m, *input shape)."""
+    bsz, m = a.shape[:2]
+    for layer, in_shape, out_shape in reversed(segment):
+        a = a.reshape(bsz, m, *out_shape)
+        if isinstance(layer, nn.Linear):
+            if layer.bias is not None:
+                c = c + a @ layer.bias.to(a)
+            a = a @ layer.weight.to(a)
+        elif isinstance(layer, nn.Conv2d):
+            if layer.bias is not None:
+                c = c + a.sum((-2, -1)) @ layer.bias.to(a)
+            pad = [in_shape[i + 1] - ((out_shape[i + 1] - 1) * layer.stride[i] - 2 * layer.padding[i]
+                                      + layer.dilation[i] * (layer.kernel_size[i] - 1) + 1) for i in range(2)]
+            a = F.conv_transpose2d(a.reshape(bsz * m, *out_shape), layer.weight.to(a), None, layer.stride,
+                                   layer.padding, pad, layer.groups, layer.dilation)  # the adjoint of the conv
+        elif isinstance(layer, Normalize):  # (h - mean) / std
+            view = (-1,) + (1,) * (len(in_shape) - 1)
+            mean, std = layer.mean.to(a).reshape(view), layer.std.to(a).reshape(view)
+            c = c - (a * (mean / std)).flatten(2).sum(-1)
+            a = a / std
+        a = a.reshape(bsz, m, *in_shape)  # Flatten: a reshape
+    return a, c
+
+
+def _backward_lower(segments, relax, a, c, x_lower, x_upper):
+    """CROWN's lower bound of a . z_k + c over the box, z_k the output of the last of ``segments``.
+
+    a: (B, m, *shape of z_k), c: (B, m); segments: the k + 1 segments up to z_k; relax: the k ReLU
+    relaxations between them. The linear bound is pushed back segment by segment (positive
+    coefficients take a ReLU's lower line, negative ones its upper line) down to x, where
+    A x + c is minimised in closed form: A^+ x_l + A^- x_u + c. x_lower, x_upper: (B, n_0). Returns (B, m).
+    """
+    bsz, m = a.shape[:2]
+    for i in reversed(range(len(segments))):
+        a, c = _back_affine(segments[i], a, c)
+        if i > 0:
+            alpha, s, t = relax[i - 1]
+            a = a.reshape(bsz, m, -1)
+            a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)  # A^+ takes the lower line, A^- the upper one
+            c = c + (a_neg * t[:, None, :]).sum(-1)
+            a = a_pos * alpha[:, None, :] + a_neg * s[:, None, :]
+    a = a.reshape(bsz, m, -1)
     return (a.clamp(min=0) @ x_lower[..., None] + a.clamp(max=0) @ x_upper[..., None]).squeeze(-1) + c
 
 
 def preactivation_bounds(model: nn.Sequential, x: torch.Tensor, eps):
-    """(blocks, relax, bounds, x_lower, x_upper): everything CROWN, the LP and the MILP share.
+    """(segments, relax, bounds, x_lower, x_upper): everything CROWN, the LP and the MILP share.
 
-    blocks: ``affine_blocks``; bounds[i] = (l_i, u_i), each (B, n_i), bounds on z_i for every ReLU
-    (i = 1 .. L-1), each by a CROWN backward pass over the layers below, intersected with IBP;
-    relax[i] = ``relu_relaxation(l_i, u_i)``; x_lower, x_upper: the box (B, n_0).
+    segments: ``affine_segments``; bounds[i] = (l_i, u_i), each (B, n_i), bounds on z_i for every
+    ReLU (i = 1 .. L-1), intersected with IBP; relax[i] = ``relu_relaxation(l_i, u_i)``; x_lower,
+    x_upper: the box (B, n_0). A neuron that IBP already proves stable (l >= 0 or u <= 0) keeps its
+    IBP bounds: it stays stable under CROWN n IBP and its relaxation is exact either way. Only the
+    unstable ones get a CROWN backward pass (per example, padded to the batch's largest count). The
+    first layer keeps its IBP bounds when it holds a single Linear or Conv2d (after Normalize /
+    Flatten): interval arithmetic of one affine map over a box is exact per neuron, so CROWN could
+    not tighten them.
     """
     layers = _check_model(model)
     check_images(x)
@@ -152,28 +219,39 @@ def preactivation_bounds(model: nn.Sequential, x: torch.Tensor, eps):
         if isinstance(layer, nn.ReLU):
             ibp_pre.append((lo.flatten(1), hi.flatten(1)))
         lo, hi = layer_bounds(layer, lo, hi)
-    blocks = affine_blocks(model, x)
-    dtype = blocks[0][0].dtype
+    segments = affine_segments(model, x)
+    dtype = x.dtype  # CROWN runs in the model's precision (float32, as auto_LiRPA does); LP / MILP in float64
     xl, xu = xl.flatten(1).to(dtype), xu.flatten(1).to(dtype)
     relax, bounds = [], []
-    for k, (w, b) in enumerate(blocks[:-1]):
-        spec_w = torch.cat([w, -w]).expand(len(x), -1, -1)  # rows: +z_k and -z_k
-        spec_b = torch.cat([b, -b]).expand(len(x), -1)
-        both = _backward_lower(blocks[:k], relax, spec_w, spec_b, xl, xu)
-        lower, upper = both[:, :len(b)], -both[:, len(b):]
-        lower = torch.maximum(lower, ibp_pre[k][0].to(dtype))
-        upper = torch.minimum(upper, ibp_pre[k][1].to(dtype))
+    first_exact = sum(isinstance(layer, (nn.Linear, nn.Conv2d)) for layer, _, _ in segments[0]) <= 1
+    for k in range(len(segments) - 1):
+        lower, upper = ibp_pre[k][0].to(dtype), ibp_pre[k][1].to(dtype)
+        unstable = (lower < 0) & (upper > 0)
+        if k == 0 and first_exact:  # one affine map of the box: IBP's bounds are already exact per neuron
+            unstable = torch.zeros_like(unstable)
+        m = int(unstable.sum(1).max()) if unstable.numel() else 0
+        if m:
+            order = unstable.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :m]  # (B, m) unstable first
+            valid = torch.arange(m, device=x.device) < unstable.sum(1, keepdim=True)
+            rows = torch.zeros(len(x), m, lower.shape[1], dtype=dtype, device=x.device)
+            rows.scatter_(2, order[..., None], valid[..., None].to(dtype))  # one-hot rows e_j, j unstable
+            spec = torch.cat([rows, -rows], 1)  # +z_j and -z_j
+            both = _backward_lower(segments[:k + 1], relax, spec, torch.zeros(spec.shape[:2], dtype=dtype, device=x.device), xl, xu)
+            old_l, old_u = lower.gather(1, order), upper.gather(1, order)
+            lower = lower.scatter(1, order, torch.where(valid, torch.maximum(both[:, :m], old_l), old_l))
+            upper = upper.scatter(1, order, torch.where(valid, torch.minimum(-both[:, m:], old_u), old_u))
         bounds.append((lower, upper))
         relax.append(relu_relaxation(lower, upper))
-    return blocks, relax, bounds, xl, xu
+    return segments, relax, bounds, xl, xu
 
 
 def _crown_spec(model, x, eps, make_spec):
     """min over the box of C z_L by CROWN; make_spec(K, dtype) -> C (B, m, K). Returns (B, m) in x.dtype."""
-    blocks, relax, _, xl, xu = preactivation_bounds(model, x, eps)
-    w, b = blocks[-1]
-    spec = make_spec(len(b), w.dtype)
-    return _backward_lower(blocks[:-1], relax, spec @ w, spec @ b, xl, xu).to(x.dtype)
+    segments, relax, _, xl, xu = preactivation_bounds(model, x, eps)
+    with torch.no_grad():
+        spec = make_spec(model(x[:1]).shape[1], xl.dtype)
+    zero = torch.zeros(spec.shape[:2], dtype=xl.dtype, device=x.device)
+    return _backward_lower(segments, relax, spec, zero, xl, xu).to(x.dtype)
 
 
 def crown_bounds(model: nn.Sequential, x: torch.Tensor, eps) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +275,8 @@ def crown_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Te
     folded into the backward pass (tighter than l_y - u_j). Column y is 0. y: (B,) labels."""
     check_images(x)
     y = check_labels(y, x).to(x.device)
+    with torch.no_grad():
+        check_label_range(y, model(x[:1]).shape[1])
 
     def spec(k, dtype):  # (B, K, K): row j = e_y - e_j, row y is zero
         eye = torch.eye(k, device=x.device, dtype=dtype)
@@ -262,8 +342,10 @@ def _program(blocks, bounds, xl, xu, integer: bool):
 def _solve_margins(model, x, y, eps, integer: bool, return_inputs: bool = False):
     check_images(x)
     y = check_labels(y, x)
-    blocks, _, bounds, xl, xu = preactivation_bounds(model, x, eps)
-    blocks = [(w.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()) for w, b in blocks]
+    with torch.no_grad():
+        check_label_range(y, model(x[:1]).shape[1])
+    _, _, bounds, xl, xu = preactivation_bounds(model, x, eps)
+    blocks = [(w.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()) for w, b in affine_blocks(model, x)]
     w_last, b_last = blocks[-1]
     k = len(b_last)
     out = np.zeros((len(x), k))
@@ -341,6 +423,7 @@ def margin_lower_bounds_by(method: str, model: nn.Sequential, x: torch.Tensor, y
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
+@torch.no_grad()
 def verified_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps) -> torch.Tensor:
     """(B,) bool: every margin bound z_y - z_j (j != y) by ``method`` is > 0 (``ibp`` uses ``ibp.verified``)."""
     if method == "ibp":
@@ -348,3 +431,11 @@ def verified_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Ten
     m = margin_lower_bounds_by(method, model, x, y, eps)
     y = check_labels(y, x)
     return (m.scatter(1, y[:, None], float("inf")) > 0).all(1)
+
+
+def verified_accuracy_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps,
+                         batch_size: int = 32) -> tuple[int, int]:
+    """(number verified, number of examples) by ``method`` over x (N, ...), in batches of ``batch_size``
+    (CROWN's memory grows with batch x unstable neurons x layer size: keep batches small)."""
+    return verified_accuracy(model, x, y, eps, batch_size,
+                             verify=lambda m, xb, yb, e: verified_by(method, m, xb, yb, e))

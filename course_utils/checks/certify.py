@@ -1,5 +1,5 @@
 """Checks for the certified-defense exercises: notebooks 07 (randomized smoothing), 08 (interval
-bound propagation) and the project p3 (threat model of the fraud gate)."""
+bound propagation), 08b (CROWN) and the project p3 (threat model of the fraud gate)."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,6 +81,49 @@ def check_is_verified(learner_verified):
     """learner_verified(lower, upper, y) -> (B,) bool: l_y > u_j for every j != y."""
     return compare("is_verified", lambda *a: torch.as_tensor(learner_verified(*a)).float(), _ref_verified,
                    _logit_bounds, trials=6, tol=0.0)
+
+
+def _one_layer_cases(generator, cases=6, d_in=5, width=9, k=3):
+    """Random one-hidden-layer networks (float64) with IBP pre-activation bounds on a box wide enough
+    for unstable ReLUs of both kinds (u >= -l and u < -l), and margins c = e_y - e_j."""
+    out = []
+    for _ in range(cases):
+        w1, b1 = torch.randn(width, d_in, generator=generator, dtype=torch.float64), torch.randn(width, generator=generator, dtype=torch.float64) * 0.3
+        w2, b2 = torch.randn(k, width, generator=generator, dtype=torch.float64), torch.randn(k, generator=generator, dtype=torch.float64)
+        x = torch.rand(1, d_in, generator=generator, dtype=torch.float64)
+        net = nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, k)).double()
+        with torch.no_grad():
+            for layer, w, b in ((net[0], w1, b1), (net[2], w2, b2)):
+                layer.weight.copy_(w)
+                layer.bias.copy_(b)
+            xl, xu = certify.input_box(x, 0.25)
+            l, u = certify.interval_bounds(net[:1], x, 0.25)
+            y = net(x).argmax(1)
+            margins = certify.crown_margin_lower_bounds(net, x, y, 0.25)[0]
+        eye = torch.eye(k, dtype=torch.float64)
+        for j in range(k):
+            if j != int(y):
+                out.append(((w1, b1, w2, b2, xl[0], xu[0], l[0], u[0], eye[int(y)] - eye[j]), float(margins[j])))
+    return out
+
+
+def check_crown_margin(learner_crown):
+    """learner_crown(W1, b1, W2, b2, xl, xu, l, u, c) -> CROWN's lower bound of c . z_2 over the box
+    [xl, xu] for z_2 = W2 relu(W1 x + b1) + b2, with the ReLU lines of ``certify.relu_relaxation`` on
+    the pre-activation bounds [l, u] (notebook 08b). Compared with ``certify.crown_margin_lower_bounds``
+    on random networks whose unstable ReLUs take both lower lines and whose margins need both the
+    lower and the upper lines."""
+    cases = _one_layer_cases(torch.Generator().manual_seed(0))
+    got = torch.tensor([float(call_learner("crown_margin", learner_crown, *args)) for args, _ in cases], dtype=torch.float64)
+    expected = torch.tensor([e for _, e in cases], dtype=torch.float64)
+    if (got > expected + 1e-9).any():
+        i = int((got - expected).argmax())
+        print(f"[crown_margin] case {i}: bound {got[i]:.6f} above CROWN's {expected[i]:.6f}: FAILED")
+        raise AssertionError(f"crown_margin: case {i}: {got[i]:.6f} is above CROWN's bound {expected[i]:.6f}, so it is "
+                             "not CROWN (and may be unsound): positive coefficients of a = W2^T c take the lower line, "
+                             "negative ones the upper line (with its intercept t), and the box minimum takes xl where "
+                             "A > 0, xu where A < 0")
+    return check_value("crown_margin", got, expected, tol=1e-7)
 
 
 def check_threat_radii(learner_radii):
