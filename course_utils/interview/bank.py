@@ -253,6 +253,19 @@ BANK = [
      "depth, so a normally trained network's bounds are far too wide. IBP training (Gowal et al. 2018) minimizes "
      "the loss at the worst-case bounds with an eps ramp-up and a mix of natural and verified loss.",
      "notebook 08"),
+    ("cd-crown", "certified defenses",
+     "IBP, CROWN, the LP relaxation and exact verification: how do they differ, and when would you use each?",
+     "Exact (MILP) >= triangle LP >= CROWN as margin lower bounds; IBP is cheapest and loosest on normal networks.",
+     "Verification asks for the minimum of the margin z_y - z_j over the box. A mixed-integer program with one "
+     "binary per unstable ReLU (Tjeng et al. 2019) answers exactly, or returns a counterexample, but is exponential. "
+     "Replacing each unstable ReLU by its convex hull, the triangle, gives an LP (Wong & Kolter 2018): the "
+     "tightest single-neuron convex bound, polynomial but one solve per margin. CROWN (Zhang et al. 2018; DeepPoly) "
+     "keeps one upper and one lower line per ReLU and propagates them backwards in closed form: looser than the LP, "
+     "on normally trained networks far tighter than IBP, but one backward pass per unstable neuron. IBP is a single "
+     "forward pass: use it to train (Gowal et al. 2018) and on IBP-trained networks, whose ReLUs are mostly stable; "
+     "use CROWN or better to verify a normally trained network at small eps; MILP for tiny networks or to find "
+     "counterexamples. Notebook 08b measures all four on the same networks.",
+     "notebook 08b"),
     # ---- evaluation ----------------------------------------------------------------------
     ("ev-autoattack", "evaluation",
      "What is AutoAttack and why report it beside PGD?",
