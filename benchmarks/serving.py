@@ -12,8 +12,9 @@ process on 127.0.0.1:
 - layers + smoothing: + the smoothed classifier (sigma 0.25, ``--smooth-n`` noise samples).
 
 ``--clients`` threads send ``--requests`` distinct clean test images in all (PNG, multipart), after
-a warm-up. Reports requests per second, p50 / p95 latency and the ratio to bare. The load
-generator shares the CPU with the service; on a shared machine the numbers are inflated.
+a warm-up; on loopback they are one client to the service (its identity is the peer address), which
+the high rate limit never refuses. Reports requests per second, p50 / p95 latency and the ratio to
+bare. The load generator shares the CPU with the service; on a shared machine the numbers are inflated.
 Target: the layers cost at most half the throughput of the bare service (ratio >= 0.5).
 """
 from __future__ import annotations

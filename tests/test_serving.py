@@ -19,8 +19,9 @@ from PIL import Image
 from course_utils import data, models
 from course_utils.config import seed_everything
 from course_utils.serving import ModelFileError, Service, ServiceConfig, create_app, export_model, load_service_model
-from course_utils.serving.client import (ApiClient, Blocked, bomb_png, LabelOracle, ServiceProcess, ThreadedServer, Traffic,
-                                         hop_skip_jump, hostile_uploads, start_image, with_retries)
+from course_utils.serving.client import (ApiClient, Blocked, bomb_png, flagged, LabelOracle, ServiceProcess, ThreadedServer,
+                                         Traffic, hop_skip_jump, hostile_uploads, start_image, with_retries)
+from course_utils.serving.identity import ApiKeys
 from course_utils.serving.layers import Classifier, QueryPatternDetector, knn_distance
 from course_utils.serving.ratelimit import TokenBucketLimiter
 from course_utils.serving.store import FlagStore, read_flags
@@ -148,19 +149,22 @@ def test_tampered_model_refused_at_startup(model_file, tmp_path):
 
 
 # ----------------------------------------------------------------------------- HTTP: valid and bad inputs
-def test_valid_images_png_jpeg_raw(server, images):
+def test_valid_images_png_jpeg_raw(server, images, model_file, tmp_path):
     url, _ = server
     x = images[0]
     with ApiClient(url, "valid") as c:
         status, body = c.predict(x[0])
         assert status == 200 and body["decision"] in ("accept", "rejected") and "request_id" in body
-        assert set(body) == {"request_id", "label", "decision", "flagged"}  # no scores or probabilities
+        assert set(body) == {"request_id", "label", "decision"}  # no scores, probabilities or detector verdicts
         arr = (x[1, 0].numpy() * 255).astype(np.uint8)
         assert c.predict(data=jpeg(arr), content_type="image/jpeg")[0] == 200
         raw = c.http.post("/predict", content=encode_png(x[2]), headers={"Content-Type": "image/png"})
         assert raw.status_code == 200
-        health = c.http.get("/health").json()
-        assert health["status"] == "ok" and len(health["model_sha256"]) == 64
+        assert c.http.get("/health").json() == {"status": "ok"}  # details only with --health-details
+    details = make_service(model_file, tmp_path / "d.sqlite", health_details=True)
+    with ThreadedServer(create_app(details)) as url:
+        health = httpx.get(url + "/health").json()
+        assert health["status"] == "ok" and len(health["model_sha256"]) == 64 and health["enforce"] is True
 
 
 BAD_INPUTS = {
@@ -182,8 +186,7 @@ BAD_INPUTS = {
     "field is text": dict(data={"file": "not a file"}, files={"other": ("a.txt", b"x", "text/plain")}),
     "multipart without boundary": dict(content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}),
     "garbage multipart": dict(content=b"\x00\xff" * 100, headers={"Content-Type": "multipart/form-data; boundary=zz"}),
-    "bad client id": dict(files={"file": ("a.png", png(np.zeros((28, 28), np.uint8)), "image/png")},
-                          headers={"X-Client-ID": "x" * 100}),
+    "png declared as jpeg, raw": dict(content=png(np.zeros((28, 28), np.uint8)), headers={"Content-Type": "image/jpeg"}),
 }
 
 
@@ -194,9 +197,8 @@ def test_bad_inputs_get_4xx_and_service_keeps_serving(server, images, name):
         r = http.post("/predict", **BAD_INPUTS[name])
         assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
         assert isinstance(r.json()["detail"], str) and len(r.json()["detail"]) > 10, r.text
-        i = list(BAD_INPUTS).index(name)  # a fresh image and client: repeats would look like a query attack
-        ok = http.post("/predict", files={"file": ("a.png", encode_png(images[0][i]), "image/png")},
-                       headers={"X-Client-ID": f"after-bad-{i}"})
+        i = list(BAD_INPUTS).index(name)  # a fresh image: repeats would look like a query attack
+        ok = http.post("/predict", files={"file": ("a.png", encode_png(images[0][60 + i]), "image/png")})
         assert ok.status_code == 200, ok.text
 
 
@@ -321,46 +323,60 @@ def test_hop_skip_jump_from_a_start_image_stays_adversarial():
 
 
 # ----------------------------------------------------------------------------- load and durability
-def test_bounded_load_no_5xx_no_lost_records(server, images):
-    """4 concurrent clients x 25 requests; one client sends near-duplicates (query attack pattern)."""
-    url, service = server
-    before = service.store.count()
+KEYS = {f"load-{k}": f"load-key-{k}-" + "x" * 16 for k in range(4)}  # API keys issued to the four load clients
+
+
+def test_loopback_clients_share_one_identity_by_default(model_file, tmp_path, images):
+    """Without --api-keys a client is its peer address: two clients on 127.0.0.1 with different
+    X-Client-ID headers share one rate-limit bucket (and one quarantine)."""
+    service = make_service(model_file, tmp_path / "f.sqlite", rate=0.001, burst=4)
+    with ThreadedServer(create_app(service)) as url, ApiClient(url, "alice") as a, ApiClient(url, "bob") as b:
+        codes = [(a if i % 2 else b).predict(images[0][i])[0] for i in range(6)]
+    assert codes == [200] * 4 + [429] * 2, codes
+
+
+def test_bounded_load_no_5xx_no_lost_records(model_file, tmp_path, images):
+    """4 concurrent clients x 25 requests, each with its own API key (on loopback they share one
+    address); one client sends near-duplicates (query attack pattern) and is blocked alone."""
+    service = make_service(model_file, tmp_path / "f.sqlite", api_keys=ApiKeys(KEYS))
     x = images[0]
     g = torch.Generator().manual_seed(1)
 
     def client(k):
         out = []
-        with ApiClient(url, f"load-{k}") as c:
+        with ApiClient(url, api_key=KEYS[f"load-{k}"]) as c:
             for i in range(25):
                 xi = x[(25 * k + i) % len(x)] if k else (x[0] + 0.02 * torch.rand(x[0].shape, generator=g)).clamp(0, 1)
                 t0 = time.perf_counter()
                 status, body = c.predict(xi)
-                out.append((status, body.get("flagged", False), time.perf_counter() - t0))
+                out.append((k, status, flagged(body), time.perf_counter() - t0))
         return out
 
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadedServer(create_app(service)) as url, ThreadPoolExecutor(4) as pool:
         results = [r for rs in pool.map(client, range(4)) for r in rs]
-    statuses = [s for s, _, _ in results]
-    lat = np.array([t for _, _, t in results]) * 1000
+    statuses = [s for _, s, _, _ in results]
+    lat = np.array([t for _, _, _, t in results]) * 1000
     print(f"\nload: {len(results)} requests, statuses {dict(zip(*np.unique(statuses, return_counts=True)))}, "
           f"latency p50 {np.percentile(lat, 50):.1f} ms p95 {np.percentile(lat, 95):.1f} ms p99 {np.percentile(lat, 99):.1f} ms")
     assert len(results) == 100 and max(statuses) < 500
-    assert 403 in statuses  # the near-duplicate client was caught and blocked
-    n_flagged = sum(f for _, f, _ in results)
-    assert n_flagged > 0 and service.store.count() - before == n_flagged
+    assert 403 in [s for k, s, _, _ in results if k == 0]  # the near-duplicate client was caught and blocked ...
+    assert 403 not in [s for k, s, _, _ in results if k > 0]  # ... and only it
+    n_flagged = sum(f for _, _, f, _ in results)
+    assert n_flagged > 0 and service.store.count() == n_flagged
+    assert set(read_flags(tmp_path / "f.sqlite").client) <= set(KEYS)
 
 
 def test_records_survive_a_kill(model_file, tmp_path, images):
     db = tmp_path / "flags.sqlite"
     with ServiceProcess(model_file, db, args=["--rate", "1000", "--burst", "1000", "--query-k", "2"]) as svc:
         with ApiClient(svc.url, "victim") as c:
-            flagged = sum(c.predict(images[0][0])[1]["flagged"] for _ in range(6))  # same image: query pattern
+            n_flagged = sum(flagged(c.predict(images[0][0])[1]) for _ in range(6))  # same image: query pattern
         svc.kill()  # SIGKILL right after the responses: no clean shutdown
         assert svc.proc.returncode == -9
     rows = read_flags(db)
-    assert flagged >= 4 and len(rows) == flagged
-    assert set(rows["decision"]) <= {"blocked", "rejected"} and (rows["client"] == "victim").all()
+    assert n_flagged >= 4 and len(rows) == n_flagged
+    assert set(rows["decision"]) <= {"blocked", "rejected"} and (rows["client"] == "127.0.0.1").all()
     store = FlagStore(db)  # a restarted service appends to the same log
     store.record("after-restart", "rejected", ["squeeze"], 0.5)
-    assert store.count() == flagged + 1
+    assert store.count() == n_flagged + 1
     store.close()

@@ -1,10 +1,11 @@
 """A defended image-classification API (project p4, notebook ``projects/p4_secure_image_api``).
 
 ``python -m course_utils.serving --model PATH`` serves ``POST /predict``, ``GET /health`` and
-``GET /metrics`` on 127.0.0.1. Modules: ``uploads`` (upload checks), ``layers`` (squeeze
-detector, smoothed classifier, query-pattern detector), ``ratelimit``, ``store`` (SQLite flag
-log), ``metrics`` (Prometheus), ``modelfile`` (safe model files), ``app`` (FastAPI), ``client``
-(start the service in a subprocess and call it). FastAPI, uvicorn and httpx are imported only
+``GET /metrics`` on 127.0.0.1. Modules: ``uploads`` (upload checks), ``identity`` (who a client
+is: peer address or API key), ``layers`` (squeeze detector, smoothed classifier, query-pattern
+detector), ``ratelimit``, ``store`` (SQLite flag log), ``metrics`` (Prometheus), ``modelfile``
+(safe model files, sidecar schema), ``app`` (FastAPI), ``client`` (start the service in a
+subprocess and call it; hostile-client helpers for ``benchmarks/api_security.py``). FastAPI, uvicorn and httpx are imported only
 when ``app`` / ``client`` are used, so ``course_utils.checks`` does not need them.
 """
 _LAZY = {"Service": "app", "ServiceConfig": "app", "create_app": "app", "ModelFileError": "modelfile",

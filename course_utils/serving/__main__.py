@@ -1,40 +1,106 @@
 """``python -m course_utils.serving --model PATH [--port 8000] ...``: start the service with uvicorn.
 
-Refuses to start (exit code 2, message on stderr) when the model file is missing, has no checksum
-sidecar or does not match its SHA-256. Binds to 127.0.0.1 unless ``--host`` says otherwise.
+Refuses to start (exit code 2, one line on stderr, no traceback) when an option is out of range,
+the API-key file is malformed, or the model file is missing, has a sidecar that does not match the
+schema (``modelfile.check_sidecar``) or does not match its SHA-256. Binds to 127.0.0.1 unless
+``--host`` says otherwise.
+
+Identity (see ``identity``): clients are known by their peer address; ``--api-keys FILE`` makes
+every request carry an issued key (``X-API-Key``) instead, and ``--trusted-proxies`` lists the
+reverse proxies whose ``X-Forwarded-For`` names the client (default: none, not even loopback).
+``--health-details`` makes ``GET /health`` show the model hash and settings (else only "ok").
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..config import cache_dir
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints the whole usage first)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _checked(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse ``type``: ``kind`` (int or float), finite, within the range (None: unbounded)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            v = None
+        ok = v is not None and math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) \
+            and (high is None or (v < high if high_open else v <= high))
+        if not ok:
+            rng = (f"{'(' if low_open else '['}{'-inf' if low is None else f'{low:g}'}, "
+                   f"{'inf' if high is None else f'{high:g}'}{')' if high_open else ']'}")
+            raise argparse.ArgumentTypeError(f"must be a finite {'integer' if kind is int else 'number'} in {rng}, got {text!r}")
+        return v
+    return parse
+
+
+def _api_keys(path):
+    from .identity import ApiKeys
+
+    try:
+        return ApiKeys.load(path)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(" ".join(str(e).split())) from None
+
+
+def _proxies(text):
+    from .identity import uvicorn_proxy_settings
+
+    proxies = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        uvicorn_proxy_settings(proxies)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return proxies
+
+
 def parse_args(argv=None):
-    d = __import__("course_utils.serving.app", fromlist=["ServiceConfig"]).ServiceConfig
-    p = argparse.ArgumentParser(prog="python -m course_utils.serving", description=__doc__.split("\n")[0])
+    from .app import ServiceConfig as d
+
+    p = _Parser(prog="python -m course_utils.serving", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="checkpoint written by serving.export_model (with PATH.json)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_checked(int, 1, 65535), default=8000)
     p.add_argument("--db", default=None, help="SQLite flag log (default: cache_dir()/serving/flags.sqlite)")
     p.add_argument("--no-defense", action="store_true", help="validation and the model only (baseline)")
-    p.add_argument("--monitor", action="store_true", help="log flags but still answer (no rejections or blocks)")
-    p.add_argument("--threshold", type=float, default=None, help="squeeze-detector tau (default: from the sidecar)")
-    p.add_argument("--sigma", type=float, default=None, help="answer with the smoothed classifier at this noise level")
-    p.add_argument("--smooth-n", type=int, default=d.smooth_n)
-    p.add_argument("--smooth-alpha", type=float, default=d.smooth_alpha)
-    p.add_argument("--rate", type=float, default=d.rate, help="requests per second per client")
-    p.add_argument("--burst", type=int, default=d.burst)
-    p.add_argument("--query-k", type=int, default=d.query_k)
-    p.add_argument("--query-delta", type=float, default=d.query_delta)
-    p.add_argument("--query-window", type=float, default=d.query_window_s)
-    p.add_argument("--block-s", type=float, default=d.block_s)
-    p.add_argument("--max-bytes", type=int, default=1_000_000)
+    p.add_argument("--monitor", action="store_true",
+                   help="debugging: log flags but still answer, and tell the client (\"flagged\", X-Flagged)")
+    p.add_argument("--threshold", type=_checked(float), default=None, help="squeeze-detector tau (default: from the sidecar)")
+    p.add_argument("--sigma", type=_checked(float, 0, 10, low_open=True), default=None,
+                   help="answer with the smoothed classifier at this noise level")
+    p.add_argument("--smooth-n", type=_checked(int, 1, 100_000), default=d.smooth_n)
+    p.add_argument("--smooth-alpha", type=_checked(float, 0, 1, low_open=True, high_open=True), default=d.smooth_alpha)
+    p.add_argument("--rate", type=_checked(float, 0, 1e6, low_open=True), default=d.rate, help="requests per second per client")
+    p.add_argument("--burst", type=_checked(int, 1, 1_000_000), default=d.burst)
+    p.add_argument("--query-k", type=_checked(int, 1, 1000), default=d.query_k)
+    p.add_argument("--query-delta", type=_checked(float, 0, 1, low_open=True), default=d.query_delta)
+    p.add_argument("--query-window", type=_checked(float, 0, 86_400, low_open=True), default=d.query_window_s)
+    p.add_argument("--block-s", type=_checked(float, 0, 86_400 * 30), default=d.block_s)
+    p.add_argument("--body-timeout", type=_checked(float, 0, 3600, low_open=True), default=d.body_timeout_s,
+                   help="seconds for the whole request body to arrive (else 408)")
+    p.add_argument("--max-bytes", type=_checked(int, 1, 100_000_000), default=1_000_000, help="largest upload, bytes")
+    p.add_argument("--api-keys", type=_api_keys, default=None, metavar="FILE",
+                   help='JSON {"client id": "key", ...}: clients must send X-API-Key and are known by their id')
+    p.add_argument("--trusted-proxies", type=_proxies, default=[], metavar="IPS",
+                   help="comma-separated proxy addresses or networks allowed to set X-Forwarded-For (default: none)")
+    p.add_argument("--health-details", action="store_true", help="GET /health shows the model hash and settings")
     p.add_argument("--no-store-images", action="store_true")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per request")
-    p.add_argument("--log-level", default="warning")
+    p.add_argument("--threads", type=_checked(int, 1, 256), default=1, help="torch threads per request")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug", "trace"])
     return p.parse_args(argv)
+
+
+def refuse(message: str):
+    """Print one line and exit with status 2."""
+    print(f"refusing to start: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv=None) -> int:
@@ -43,31 +109,33 @@ def main(argv=None) -> int:
     import uvicorn
 
     from .app import Service, ServiceConfig, create_app
+    from .identity import uvicorn_proxy_settings
     from .modelfile import ModelFileError, load_service_model
     from .uploads import UploadLimits
 
     try:
         model, meta = load_service_model(args.model)
     except ModelFileError as e:
-        print(f"refusing to start: {e}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(max(1, args.threads))
-    config = ServiceConfig(
-        db_path=args.db or cache_dir() / "serving" / "flags.sqlite",
-        limits=UploadLimits(tuple(meta.get("input_shape", (1, 28, 28))), max_bytes=args.max_bytes),
-        defended=not args.no_defense, enforce=not args.monitor, dataset=meta.get("dataset", "mnist"),
-        threshold=args.threshold if args.threshold is not None else meta.get("detector_threshold"),
-        sigma=args.sigma, smooth_n=args.smooth_n, smooth_alpha=args.smooth_alpha, rate=args.rate, burst=args.burst,
-        query_k=args.query_k, query_delta=args.query_delta, query_window_s=args.query_window, block_s=args.block_s,
-        store_images=not args.no_store_images, model_sha256=meta.get("sha256"))
+        refuse(e)
+    torch.set_num_threads(args.threads)
     try:
+        config = ServiceConfig(
+            db_path=args.db or cache_dir() / "serving" / "flags.sqlite",
+            limits=UploadLimits(tuple(meta.get("input_shape", (1, 28, 28))), max_bytes=args.max_bytes),
+            defended=not args.no_defense, enforce=not args.monitor, dataset=meta.get("dataset", "mnist"),
+            threshold=args.threshold if args.threshold is not None else meta.get("detector_threshold"),
+            sigma=args.sigma, smooth_n=args.smooth_n, smooth_alpha=args.smooth_alpha, rate=args.rate, burst=args.burst,
+            query_k=args.query_k, query_delta=args.query_delta, query_window_s=args.query_window, block_s=args.block_s,
+            body_timeout_s=args.body_timeout, store_images=not args.no_store_images, model_sha256=meta.get("sha256"),
+            api_keys=args.api_keys, health_details=args.health_details)
         service = Service(model, config)
     except ValueError as e:
-        print(f"refusing to start: {e}", file=sys.stderr)
-        return 2
+        refuse(e)
     print(f"serving {args.model} (sha256 {str(config.model_sha256)[:12]}...) on http://{args.host}:{args.port} "
-          f"defended={config.defended} enforce={config.enforce} log={config.db_path}", flush=True)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+          f"defended={config.defended} enforce={config.enforce} "
+          f"identity={'api keys' if args.api_keys else 'peer address'} log={config.db_path}", flush=True)
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                **uvicorn_proxy_settings(args.trusted_proxies))
     return 0
 
 

@@ -4,15 +4,19 @@
 127.0.0.1 and a free port, waits for ``GET /health`` and stops it (``stop``: SIGTERM then
 SIGKILL; ``kill``: SIGKILL at once, to test durability). Use it as a context manager so the
 service stops on error too, or ``guarded(fn, ...)`` for one phase of a notebook.
-``ApiClient(url, client_id, retries, wait)`` sends images: ``predict(x)`` encodes x (C, H, W) in
-[0, 1] as PNG and returns ``(status, json)``; a 429 (rate limited) or 503 answer is asked again
-up to ``retries`` times by ``with_retries``, the one retry loop.
+``ApiClient(url, client_id, api_key, retries, wait)`` sends images: ``predict(x)`` encodes x
+(C, H, W) in [0, 1] as PNG and returns ``(status, json)``; a 429 (rate limited) or 503 answer is
+asked again up to ``retries`` times by ``with_retries``, the one retry loop. ``flagged(body)``:
+whether an answer says a layer fired (rejected or blocked; "flagged" in monitor mode).
 
 For notebook p4's traffic and attacks:
 
 - ``Traffic(ops)``: sends labelled images (``send``), remembers the SHA-256 and true label of
   every PNG sent (the analyst's ground truth) and scrapes ``GET /metrics`` into a timeline.
-- ``hostile_uploads(png)``: the malformed and hostile files a prober sends first (``bomb_png``).
+- ``hostile_uploads(png)``: the malformed and hostile files a prober sends first (``bomb_png``);
+  ``chunked_upload`` (an endless chunked body: the disk-fill attack), ``stalled_upload`` (a body
+  that never arrives) and ``heaviest_png`` (the costliest image the service accepts) for the probe
+  ``benchmarks/api_security.py``.
 - ``LabelOracle``: ART's ``predict_fn`` through the API (one request per image, labels only) for
   decision-based attacks; ``Blocked`` when its identity keeps getting 403. ``hop_skip_jump`` runs
   ART's HopSkipJump (Chen, Jordan & Wainwright 2020) through such an oracle; ``start_image`` picks
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import io
 import os
 import socket
 import subprocess
@@ -39,6 +44,12 @@ from .uploads import encode_png
 
 HOST = "127.0.0.1"
 RETRY_STATUSES = frozenset({429, 503})  # rate limited, temporarily unavailable: worth asking again
+FLAGGED_DECISIONS = frozenset({"rejected", "blocked", "flagged"})  # a layer fired ("flagged": monitor mode)
+
+
+def flagged(body: dict) -> bool:
+    """Whether an answer of ``POST /predict`` says a defense layer fired (the service sends no scores)."""
+    return body.get("decision") in FLAGGED_DECISIONS
 
 
 def _die_with_parent():  # runs in the child before exec: SIGTERM it when the parent dies
@@ -59,8 +70,12 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    def __init__(self, model_path, db_path, args=(), port: int | None = None, startup_timeout: float = 120.0):
+    """``python -m course_utils.serving`` in a subprocess; ``env``: extra environment (e.g. ``TMPDIR``)."""
+
+    def __init__(self, model_path, db_path, args=(), port: int | None = None, startup_timeout: float = 120.0,
+                 env: dict | None = None):
         self.model_path, self.db_path, self.args = str(model_path), str(db_path), [str(a) for a in args]
+        self.extra_env = dict(env or {})
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.startup_timeout = startup_timeout
@@ -74,7 +89,7 @@ class ServiceProcess:
     def start(self):
         """Start and wait for /health. The service also stops when this Python process exits (atexit,
         and on Linux a parent-death signal), so a failing notebook does not leave it running."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                          preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
@@ -146,17 +161,20 @@ def with_retries(request, retries: int = 0, wait: float = 0.2, statuses=RETRY_ST
 
 
 class ApiClient:
-    """A client of one service. client_id: sent as X-Client-ID (None: identified by address).
+    """A client of one service. client_id: sent as X-Client-ID, a name the service ignores (it knows
+    clients by address); api_key: sent as X-API-Key, the identity of a service started with ``--api-keys``.
 
     retries / wait: how many times and how far apart a 429 or 503 answer is asked again
     (``with_retries``; 0: returned as it is). transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
     """
 
     def __init__(self, url: str, client_id: str | None = None, timeout: float = 30.0, retries: int = 0,
-                 wait: float = 0.2, transport=None):
+                 wait: float = 0.2, transport=None, api_key: str | None = None):
         self.url, self.retries, self.wait = url, retries, wait
-        self.http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
-                                 headers={"X-Client-ID": client_id} if client_id else {})
+        headers = {"X-Client-ID": client_id} if client_id else {}
+        if api_key:
+            headers["X-API-Key"] = api_key
+        self.http = httpx.Client(base_url=url, timeout=timeout, transport=transport, headers=headers)
 
     def predict(self, x=None, data: bytes | None = None, content_type: str = "image/png"):
         """POST one image (tensor x, or raw ``data`` bytes) as multipart field ``file``: (status, json)."""
@@ -219,7 +237,7 @@ class Traffic:
             self.sent[hashlib.sha256(png).hexdigest()] = (int(y[i]), phase)
             status, body = clients[i % len(clients)].predict(data=png)
             rows.append({"phase": phase, "status": status, "label": body.get("label"), "decision": body.get("decision"),
-                         "flagged": body.get("flagged", False), "y": int(y[i])})
+                         "flagged": flagged(body), "y": int(y[i])})
             if (i + 1) % every == 0:
                 self.snapshot(phase)
         self.snapshot(phase)
@@ -243,6 +261,103 @@ def hostile_uploads(good_png: bytes) -> dict:
     service must answer each with a 4xx and a message, and keep serving."""
     return {"empty": (b"", "image/png"), "text as png": (b"hello", "image/png"), "wrong type": (good_png, "text/plain"),
             "truncated": (good_png[: len(good_png) // 2], "image/png"), "bomb": (bomb_png(), "image/png")}
+
+
+def _http_parts(url: str) -> tuple[str, int]:
+    u = httpx.URL(url)
+    if u.host not in (HOST, "localhost"):
+        raise ValueError(f"the hostile-client helpers talk to loopback only, got {url!r}")
+    return u.host, u.port or 80
+
+
+def _read_status(sock) -> int | None:
+    """The status code of the HTTP answer waiting on ``sock``, or None when the connection closed without one."""
+    head = b""
+    try:
+        while b"\r\n" not in head:
+            part = sock.recv(4096)
+            if not part:
+                break
+            head += part
+    except OSError:  # reset or timed out
+        pass
+    fields = head.split(b"\r\n", 1)[0].split()
+    return int(fields[1]) if len(fields) >= 2 and fields[1].isdigit() else None
+
+
+def chunked_upload(url: str, total_bytes: int, chunk_bytes: int = 64 * 1024, multipart: bool = True,
+                   timeout: float = 30.0) -> tuple[int | None, int]:
+    """The disk-fill attack: ``POST /predict`` with a chunked body (no Content-Length) of ``total_bytes``.
+
+    The body is a multipart file part (or a raw ``image/png`` body) starting with PNG magic bytes,
+    then zeros. Sending stops as soon as the service answers or drops the connection. Returns
+    ``(HTTP status or None, body bytes handed to the socket)``; loopback only.
+    """
+    import select
+
+    host, port = _http_parts(url)
+    boundary = "probe-boundary"
+    ctype = f"multipart/form-data; boundary={boundary}" if multipart else "image/png"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() if multipart else b""
+    tail = f"\r\n--{boundary}--\r\n".encode() if multipart else b""
+    sent, first = 0, head + b"\x89PNG\r\n\x1a\n"
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\n"
+                     "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
+        while sent < total_bytes:
+            if select.select([sock], [], [], 0)[0]:  # the service answered (or closed): stop sending
+                break
+            piece = first if sent == 0 else bytes(min(chunk_bytes, total_bytes - sent))
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:
+                break
+            sent += len(piece)
+        else:
+            try:
+                sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail) if tail else b"0\r\n\r\n")
+            except OSError:
+                pass
+        return _read_status(sock), sent
+
+
+def stalled_upload(url: str, declared_bytes: int = 10_000, sent_bytes: int = 100, timeout: float = 60.0):
+    """A client that stalls: declares ``declared_bytes`` of PNG, sends ``sent_bytes``, then waits.
+
+    Returns ``(HTTP status or None, seconds until the answer, whether the service then closed the
+    connection)``; loopback only.
+    """
+    host, port = _http_parts(url)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        t0 = time.monotonic()
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+                     f"Content-Length: {declared_bytes}\r\n\r\n".encode() + b"\x89PNG\r\n\x1a\n" + bytes(sent_bytes - 8))
+        status = _read_status(sock)
+        elapsed = time.monotonic() - t0
+        try:
+            while sock.recv(65536):  # the rest of the answer, then EOF if the service closed
+                pass
+            closed = True
+        except OSError:
+            closed = False
+    return status, elapsed, closed
+
+
+def heaviest_png(max_pixels: int, max_bytes: int, seed: int = 0) -> bytes:
+    """The costliest PNG to decode that the limits still accept: a 16-bit greyscale square of noise
+    with at most ``max_pixels`` pixels and ``max_bytes`` bytes (noise does not compress)."""
+    from PIL import Image
+
+    side = int(max_pixels ** 0.5)
+    rng = np.random.default_rng(seed)
+    while side > 1:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 65536, (side, side), dtype=np.uint16)).save(buf, format="PNG")
+        if buf.tell() <= max_bytes:
+            return buf.getvalue()
+        side = int(side * 0.9)
+    raise ValueError(f"no PNG fits in {max_bytes} bytes")
 
 
 class Blocked(Exception):
@@ -281,7 +396,7 @@ class LabelOracle:
             status, body = self.client.predict(torch.from_numpy(np.asarray(xi, dtype=np.float32)))
             label = body.get("label")
             self.log.append({"phase": self.phase, "status": status, "decision": body.get("decision"),
-                             "flagged": body.get("flagged", False)})
+                             "flagged": flagged(body)})
             self.blocked = self.blocked + 1 if status == 403 else 0
             if self.blocked >= self.give_up:
                 raise Blocked(f"{self.blocked} answers 403 in a row")
@@ -324,15 +439,19 @@ class ThreadedServer:
     """Serve a FastAPI ``app`` with uvicorn in a background thread on loopback (tests: no subprocess).
 
     ``with ThreadedServer(app) as url: ...`` starts it, waits until it accepts connections, stops it.
+    trusted_proxies: as the service's ``--trusted-proxies`` (default: none, as the service).
     """
 
-    def __init__(self, app, port: int | None = None, timeout: float = 30.0):
+    def __init__(self, app, port: int | None = None, timeout: float = 30.0, trusted_proxies=()):
         import uvicorn
+
+        from .identity import uvicorn_proxy_settings
 
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=self.port, log_level="warning",
-                                                    access_log=False, lifespan="off"))
+                                                    access_log=False, lifespan="off",
+                                                    **uvicorn_proxy_settings(trusted_proxies)))
         self.timeout = timeout
         self.thread = None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -89,33 +89,58 @@ class QueryPatternDetector:
 
     k: neighbours averaged; delta: flag when the k-NN mean distance < delta (pixel units, RMS);
     history: signatures kept per client; window_s: signatures older than this are forgotten, so a
-    slow, legitimate user retrying the same photo is not flagged; max_clients: LRU bound on memory.
+    slow, legitimate user retrying the same photo is not flagged; max_clients: LRU bound on clients.
     ``observe(client, x)`` -> (score or None when the client has < k recent queries, flagged).
+
+    Memory: each client holds one preallocated ring of ``history`` float32 signatures and times, so
+    the detector never holds more than ``memory_bound_bytes`` = max_clients x history x (D + 1) x 4
+    bytes (D = C x 7 x 7; 2,000 x 100 x 50 x 4 = 40 MB by default for MNIST). Clients idle for
+    longer than ``window_s`` are dropped, and beyond ``max_clients`` the least recently seen go first.
     """
 
     def __init__(self, k: int = 5, delta: float = 0.02, history: int = 100, window_s: float = 60.0,
-                 max_clients: int = 10_000, signature_size: int = 7):
+                 max_clients: int = 2_000, signature_size: int = 7, channels: int = 1):
         if k < 1 or history < k:
             raise ValueError(f"need 1 <= k <= history, got k={k!r}, history={history!r}")
         if not delta > 0 or not window_s > 0:
             raise ValueError(f"delta and window_s must be > 0, got {delta!r}, {window_s!r}")
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be >= 1, got {max_clients!r}")
         self.k, self.delta, self.history, self.window_s = k, float(delta), history, float(window_s)
         self.max_clients, self.signature_size = max_clients, signature_size
-        self._buffers: OrderedDict[str, deque] = OrderedDict()
+        self.dim = channels * signature_size * signature_size
+        self._buffers: OrderedDict[str, dict] = OrderedDict()  # client -> ring; least recently seen first
         self._lock = threading.Lock()
+
+    @property
+    def memory_bound_bytes(self) -> int:
+        return self.max_clients * self.history * (self.dim + 1) * 4
+
+    def __len__(self):
+        return len(self._buffers)
+
+    def _prune(self, now: float):
+        while self._buffers:  # idle clients: their last query is older than the window
+            last = next(iter(self._buffers.values()))["last"]
+            if now - last <= self.window_s and len(self._buffers) <= self.max_clients:
+                break
+            self._buffers.popitem(last=False)
 
     def observe(self, client: str, x: torch.Tensor, now: float | None = None) -> tuple[float | None, bool]:
         s = image_signature(x, self.signature_size)[0]
+        if s.shape[0] != self.dim:
+            raise ValueError(f"x has {x.shape[1]} channels; the detector was made for {self.dim // self.signature_size ** 2}")
         now = time.monotonic() if now is None else now
         with self._lock:
-            buf = self._buffers.pop(client, None) or deque(maxlen=self.history)
-            self._buffers[client] = buf  # most recently used last
-            while len(self._buffers) > self.max_clients:
-                self._buffers.popitem(last=False)
-            while buf and now - buf[0][0] > self.window_s:
-                buf.popleft()
-            past = torch.stack([sig for _, sig in buf]) if len(buf) >= self.k else None
-            buf.append((now, s))
+            ring = self._buffers.pop(client, None) or {
+                "sig": torch.zeros(self.history, self.dim), "time": torch.full((self.history,), -float("inf")),
+                "pos": 0, "last": now}
+            recent = ring["time"] >= now - self.window_s
+            past = ring["sig"][recent].clone() if int(recent.sum()) >= self.k else None
+            ring["sig"][ring["pos"]], ring["time"][ring["pos"]] = s, now
+            ring["pos"], ring["last"] = (ring["pos"] + 1) % self.history, now
+            self._buffers[client] = ring  # most recently seen last
+            self._prune(now)
         if past is None:
             return None, False
         score = knn_distance(past, s, self.k)

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+MAX_CLIENT_CHARS = 128  # identities are short (identity.peer_identity, API-key client ids); a bound all the same
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS flags (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,7 +52,7 @@ class FlagStore:
     def record(self, client: str, decision: str, reasons, squeeze_score=None, query_score=None, label=None,
                data: bytes | None = None, request_id: str | None = None, ts: float | None = None) -> str:
         request_id = request_id or uuid.uuid4().hex
-        row = (request_id, time.time() if ts is None else ts, client, decision, json.dumps(list(reasons)),
+        row = (request_id, time.time() if ts is None else ts, str(client)[:MAX_CLIENT_CHARS], decision, json.dumps(list(reasons)),
                _num(squeeze_score), _num(query_score), None if label is None else int(label),
                hashlib.sha256(data).hexdigest() if data else None,
                sqlite3.Binary(data) if data and self.store_images else None)
