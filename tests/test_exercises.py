@@ -3,7 +3,13 @@ version (solution stripped as nbgrader does) fails it. Catches checks that canno
 
 Convention (CONTRIBUTING.md): a solution cell and the check cell right after it run with only the
 notebook's first code cell (imports, seed, device, profile) executed before them.
+
+The passing check cell also displays nothing and writes nothing to stderr: nbgrader's autograder
+reads a displayed number as partial credit (a displayed error of 0.0 scores zero) and any stderr
+output (a warning) as a failed cell.
 """
+import ast
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -31,6 +37,19 @@ def _run(*sources):
     namespace = {"__name__": "__exercise__"}
     for src in sources:
         exec(compile(src, "<cell>", "exec"), namespace)
+    return namespace
+
+
+def _run_displayed(src, namespace):
+    """Run a cell as Jupyter does; return the value it would display (its last expression's value,
+    None when it ends with a statement or a ';')."""
+    *body, last = ast.parse(src).body
+    exec(compile(ast.Module(body, type_ignores=[]), "<cell>", "exec"), namespace)
+    if not isinstance(last, ast.Expr):
+        exec(compile(ast.Module([last], type_ignores=[]), "<cell>", "exec"), namespace)
+        return None
+    value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+    return None if src.rstrip().endswith(";") else value
 
 
 def test_notebooks_have_exercises():
@@ -38,8 +57,15 @@ def test_notebooks_have_exercises():
 
 
 @pytest.mark.parametrize("setup,solution,check", EXERCISES)
-def test_reference_solution_passes(setup, solution, check):
-    _run(setup, solution, check)
+def test_reference_solution_passes(setup, solution, check, capfd):
+    namespace = _run(setup, solution)
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        displayed = _run_displayed(check, namespace)
+    assert displayed is None, f"the check cell displays {displayed!r}: nbgrader would score it as partial credit"
+    assert not caught, f"the check cell warns (stderr, a failed cell for nbgrader): {[str(w.message) for w in caught]}"
+    assert not capfd.readouterr().err, "the check cell writes to stderr: nbgrader would score it zero"
 
 
 @pytest.mark.parametrize("setup,solution,check", EXERCISES)

@@ -2,9 +2,12 @@
 
 Each ``check_*`` prints the relative error against a stated tolerance and raises
 ``AssertionError`` when the learner's answer is off (or not written yet), so an autograder or
-nbval sees the failure. Checks build their own small seeded inputs, so a check cell needs nothing
-from the rest of the notebook. ``strip_solutions`` makes the student version of a cell the way
-nbgrader does (code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced).
+nbval sees the failure. A ``check_*`` returns ``None``: a check cell displays nothing, because
+nbgrader reads a number displayed by an autograded cell as partial credit (a displayed relative
+error of 0.0 would score zero points). Checks build their own small seeded inputs, so a check cell
+needs nothing from the rest of the notebook. ``strip_solutions`` makes the student version of a
+cell exactly as ``nbgrader generate_assignment`` does (``tests/test_nbgrader_roundtrip.py``
+compares the two).
 
 The checks of each topic live in a submodule (``checks.attacks.check_fgsm`` ...); the generic
 comparison tools are here.
@@ -15,8 +18,9 @@ import re
 
 import torch
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-_SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION.*?^[ \t]*### END SOLUTION[^\n]*", re.S | re.M)
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"  # the markers the course writes
+CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's ClearSolutions.code_stub (python)
+TEXT_STUB = "YOUR ANSWER HERE"  # nbgrader's ClearSolutions.text_stub (markdown cells)
 
 
 def rel_error(a, b) -> float:
@@ -64,9 +68,33 @@ def check_value(name: str, got, expected, tol: float = 1e-6) -> float:
     return err
 
 
-def strip_solutions(source: str) -> str:
-    """The student version of a code cell: each solution block replaced as nbgrader does."""
-    return _SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()", source)
+def strip_solutions(source: str, cell_type: str = "code") -> str:
+    """The student version of a cell's source, line for line what nbgrader's ``ClearSolutions`` makes.
+
+    Every region from a line containing ``BEGIN SOLUTION`` to the next line containing ``END
+    SOLUTION`` (both lines included) becomes the stub, indented like the ``BEGIN`` line:
+    ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` in a code cell, ``YOUR ANSWER HERE`` in a
+    markdown cell. A line containing ``END SOLUTION`` outside a region is dropped (as nbgrader does).
+    A nested ``BEGIN`` or a ``BEGIN`` without its ``END`` raises ``ValueError`` (nbgrader refuses the
+    notebook). nbgrader also replaces a solution cell *without* markers by the whole stub; the
+    course's solution cells always have markers (``tests/test_nbgrader_roundtrip.py``).
+    """
+    stub = (CODE_STUB if cell_type == "code" else TEXT_STUB).split("\n")
+    out, in_solution = [], False
+    for line in source.split("\n"):
+        if "BEGIN SOLUTION" in line:
+            if in_solution:
+                raise ValueError(f"nested BEGIN SOLUTION in:\n{source}")
+            in_solution = True
+            indent = re.match(r"\s*", line).group(0)
+            out += [indent + s for s in stub]
+        elif "END SOLUTION" in line:
+            in_solution = False
+        elif not in_solution:
+            out.append(line)
+    if in_solution:
+        raise ValueError(f"BEGIN SOLUTION without END SOLUTION in:\n{source}")
+    return "\n".join(out)
 
 
 from . import attacks  # noqa: E402  (topic checks use the tools above)

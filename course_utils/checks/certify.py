@@ -15,7 +15,7 @@ def check_radius(learner_radius, sigma: float = 0.5):
     cases = [(990, 1000, 0.001), (100, 100, 0.01), (520, 1000, 0.001), (9000, 10000, 0.05), (0, 50, 0.001)]
     got = [float(call_learner("certified_radius", learner_radius, a, n, al, sigma)) for a, n, al in cases]
     expected = [certify.certified_radius(certify.lower_confidence_bound(a, n, al), sigma) for a, n, al in cases]
-    return check_value("certified_radius", torch.tensor(got), torch.tensor(expected), tol=1e-6)
+    check_value("certified_radius", torch.tensor(got), torch.tensor(expected), tol=1e-6)
 
 
 def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.001):
@@ -40,7 +40,6 @@ def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.
             print(f"[{name}] counts0={c0} counts={c}: label {got[0]}, expected {expected[0]}{hint}: FAILED")
             raise AssertionError(f"{name}: counts0={c0} counts={c}: label {got[0]} != {expected[0]}{hint}")
         check_value(f"{name} radius, counts0={c0} counts={c}", float(got[1]), expected[1], tol=1e-6)
-    return 0.0
 
 
 def _box_inputs(generator, batch=4, d_in=7, d_out=5):
@@ -62,7 +61,7 @@ def _ref_linear(w, b, lower, upper):
 
 def check_interval_linear(learner_linear):
     """learner_linear(W, b, lower, upper) -> (lower', upper') of W x + b over the box."""
-    return compare("interval_linear", lambda *a: torch.stack(list(learner_linear(*a))), _ref_linear, _box_inputs)
+    compare("interval_linear", lambda *a: torch.stack(list(learner_linear(*a))), _ref_linear, _box_inputs)
 
 
 def _logit_bounds(generator, batch=6, k=4):
@@ -79,8 +78,8 @@ def _ref_verified(lower, upper, y):
 
 def check_is_verified(learner_verified):
     """learner_verified(lower, upper, y) -> (B,) bool: l_y > u_j for every j != y."""
-    return compare("is_verified", lambda *a: torch.as_tensor(learner_verified(*a)).float(), _ref_verified,
-                   _logit_bounds, trials=6, tol=0.0)
+    compare("is_verified", lambda *a: torch.as_tensor(learner_verified(*a)).float(), _ref_verified,
+            _logit_bounds, trials=6, tol=0.0)
 
 
 def _one_layer_cases(generator, cases=6, d_in=5, width=9, k=3):
@@ -123,7 +122,7 @@ def check_crown_margin(learner_crown):
                              "not CROWN (and may be unsound): positive coefficients of a = W2^T c take the lower line, "
                              "negative ones the upper line (with its intercept t), and the box minimum takes xl where "
                              "A > 0, xu where A < 0")
-    return check_value("crown_margin", got, expected, tol=1e-7)
+    check_value("crown_margin", got, expected, tol=1e-7)
 
 
 def check_threat_radii(learner_radii):
@@ -134,4 +133,4 @@ def check_threat_radii(learner_radii):
     tol = {"amount": 5.0, "hour": 0.25, "distance_km": 2.0}
     got = np.asarray(call_learner("threat_radii", learner_radii, scales, tol), dtype=np.float64)
     expected = fraud.threat_radii(scaler, tol)[0].astype(np.float64)
-    return check_value("threat_radii", torch.as_tensor(got), torch.as_tensor(expected), tol=1e-5)
+    check_value("threat_radii", torch.as_tensor(got), torch.as_tensor(expected), tol=1e-5)

@@ -32,7 +32,7 @@ def check_perturbation_norms(learner_fn):
             return torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in out])
         return run
 
-    return compare("perturbation_norms", stacked(learner_fn), stacked(reference_perturbation_norms), _pair)
+    compare("perturbation_norms", stacked(learner_fn), stacked(reference_perturbation_norms), _pair)
 
 
 def reference_worst_case_linear(w: torch.Tensor, eps: float) -> torch.Tensor:
@@ -45,4 +45,4 @@ def check_worst_case_linear(learner_fn, eps: float = 0.1):
     def inputs(g):
         return (torch.randn(50, generator=g),)
 
-    return compare("worst_case_linear", lambda w: learner_fn(w, eps), lambda w: reference_worst_case_linear(w, eps), inputs)
+    compare("worst_case_linear", lambda w: learner_fn(w, eps), lambda w: reference_worst_case_linear(w, eps), inputs)

@@ -50,5 +50,5 @@ def check_bpda(learner_bpda):
     def inputs(g):
         return _images(g), torch.randn(4, 1, 6, 6, generator=g)
 
-    return compare("bpda", lambda x, w: value_and_grad(learner_bpda, x, w),
-                   lambda x, w: value_and_grad(sanitization.bpda, x, w), inputs, tol=1e-6)
+    compare("bpda", lambda x, w: value_and_grad(learner_bpda, x, w),
+            lambda x, w: value_and_grad(sanitization.bpda, x, w), inputs, tol=1e-6)

@@ -15,5 +15,5 @@ def check_knn_distance(learner_knn_distance, k: int = 3):
         s = history[0] + 0.01 * torch.randn(d, generator=g)  # one near-duplicate among the rows
         return history, s
 
-    return compare(f"knn_distance k={k}", lambda h, s: torch.as_tensor(float(learner_knn_distance(h, s, k))),
-                   lambda h, s: torch.as_tensor(layers.knn_distance(h, s, k)), inputs, tol=1e-5)
+    compare(f"knn_distance k={k}", lambda h, s: torch.as_tensor(float(learner_knn_distance(h, s, k))),
+            lambda h, s: torch.as_tensor(layers.knn_distance(h, s, k)), inputs, tol=1e-5)

@@ -25,7 +25,6 @@ def check_swap_typos(learner_swap_typos):
     if worst:
         raise AssertionError(f"swap_typos: {worst} of {len(WORDS)} words wrong")
     print(f"[swap_typos] {len(WORDS)} words, exact match: PASSED")
-    return 0.0
 
 
 def _box_inputs(g, vocab=11, dim=5, batch=3, length=4, k=3):
@@ -36,8 +35,8 @@ def _box_inputs(g, vocab=11, dim=5, batch=3, length=4, k=3):
 
 def check_embedding_box(learner_box, eps: float = 0.5):
     """learner_box(weight (V, d), sub_ids (B, L, K+1), eps) -> (lo, hi) (B, L, d) must equal ``ibp.embedding_box``."""
-    return compare("embedding_box", lambda w, s: torch.stack(learner_box(w, s, eps)),
-                   lambda w, s: torch.stack(ibp.embedding_box(nn.Embedding.from_pretrained(w), s, eps)), _box_inputs)
+    compare("embedding_box", lambda w, s: torch.stack(learner_box(w, s, eps)),
+            lambda w, s: torch.stack(ibp.embedding_box(nn.Embedding.from_pretrained(w), s, eps)), _box_inputs)
 
 
 def check_similarity_threshold(learner_threshold, fprs=(0.05, 0.2)):

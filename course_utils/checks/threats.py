@@ -38,4 +38,3 @@ def check_threat_model(build_fn):
     print(f"[{name}] {len(tm.threats)} threats, {covered}/{len(STRIDE_CATEGORIES)} STRIDE categories, "
           f"attack kinds: {sorted(kinds)}")
     _result(name, problems)
-    return tm

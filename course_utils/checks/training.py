@@ -50,8 +50,8 @@ def check_adversarial_step(learner_step, eps: float = 0.2, alpha: float = 0.05, 
         attack = attacks.AttackConfig(eps, steps=steps, alpha=alpha, random_start=False)
         return training.train_step(model, opt, x, y, attack)[0]
 
-    return compare("adversarial_step", lambda s: run(lambda *a: learner_step(*a, eps, alpha, steps), s),
-                   lambda s: run(reference, s), lambda g: (int(torch.randint(0, 2**31, (1,), generator=g)),), tol=1e-5)
+    compare("adversarial_step", lambda s: run(lambda *a: learner_step(*a, eps, alpha, steps), s),
+            lambda s: run(reference, s), lambda g: (int(torch.randint(0, 2**31, (1,), generator=g)),), tol=1e-5)
 
 
 def safe_alpha_reference(curves: dict, drop: float):
@@ -113,7 +113,7 @@ def check_tradeoff(learner_fn):
     def as_tensor(fn):
         return lambda *a: torch.as_tensor(float(fn(*(float(v) for v in a))))
 
-    return compare("tradeoff", as_tensor(learner_fn), as_tensor(tradeoff_reference), inputs, tol=1e-9)
+    compare("tradeoff", as_tensor(learner_fn), as_tensor(tradeoff_reference), inputs, tol=1e-9)
 
 
 def check_per_class_accuracy(learner_fn, num_classes: int = 10):
@@ -131,7 +131,7 @@ def check_per_class_accuracy(learner_fn, num_classes: int = 10):
     def both(fn):
         return lambda pred, y: torch.nan_to_num(torch.as_tensor(fn(pred, y), dtype=torch.float64), nan=-1.0)
 
-    return compare("per_class_accuracy", both(lambda p, y: learner_fn(p, y, num_classes)), both(reference), inputs, tol=1e-9)
+    compare("per_class_accuracy", both(lambda p, y: learner_fn(p, y, num_classes)), both(reference), inputs, tol=1e-9)
 
 
 def check_best_epoch(learner_fn):
@@ -147,8 +147,8 @@ def check_best_epoch(learner_fn):
     def ref(curve):
         return torch.tensor(float(curve.index(max(curve)) + 1))
 
-    return compare("best_epoch", lambda c: torch.tensor(float(call_learner("best_epoch", learner_fn, c))), ref, inputs,
-                   tol=0.0, trials=5)
+    compare("best_epoch", lambda c: torch.tensor(float(call_learner("best_epoch", learner_fn, c))), ref, inputs,
+            tol=0.0, trials=5)
 
 
 def check_mix_batch(learner_fn, ratio: float = 0.5):
