@@ -43,6 +43,8 @@ bound that close to 0; pass a float64 model and x for a rigorous check) and stay
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -57,6 +59,7 @@ from .ibp import verified as ibp_verified
 from .ibp import verified_accuracy
 
 METHODS = ("ibp", "crown", "lp", "exact")
+ROW_BUDGET = 1 << 24  # elements of one backward-pass tensor in preactivation_bounds (64 MB in float32)
 
 
 def _check_model(model) -> list[nn.Module]:
@@ -233,13 +236,20 @@ def preactivation_bounds(model: nn.Sequential, x: torch.Tensor, eps):
         if m:
             order = unstable.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :m]  # (B, m) unstable first
             valid = torch.arange(m, device=x.device) < unstable.sum(1, keepdim=True)
-            rows = torch.zeros(len(x), m, lower.shape[1], dtype=dtype, device=x.device)
-            rows.scatter_(2, order[..., None], valid[..., None].to(dtype))  # one-hot rows e_j, j unstable
-            spec = torch.cat([rows, -rows], 1)  # +z_j and -z_j
-            both = _backward_lower(segments[:k + 1], relax, spec, torch.zeros(spec.shape[:2], dtype=dtype, device=x.device), xl, xu)
+            widest = max([xl.shape[1]] + [math.prod(shape) for seg in segments[:k + 1] for _, _, shape in seg])
+            chunk = max(1, ROW_BUDGET // (2 * len(x) * widest))  # rows per backward pass: bounded memory
+            new_l, new_u = [], []
+            for start in range(0, m, chunk):
+                idx, ok = order[:, start:start + chunk], valid[:, start:start + chunk]
+                rows = torch.zeros(len(x), idx.shape[1], lower.shape[1], dtype=dtype, device=x.device)
+                rows.scatter_(2, idx[..., None], ok[..., None].to(dtype))  # one-hot rows e_j, j unstable
+                spec = torch.cat([rows, -rows], 1)  # +z_j and -z_j
+                both = _backward_lower(segments[:k + 1], relax, spec, torch.zeros(spec.shape[:2], dtype=dtype, device=x.device), xl, xu)
+                new_l.append(both[:, :idx.shape[1]])
+                new_u.append(-both[:, idx.shape[1]:])
             old_l, old_u = lower.gather(1, order), upper.gather(1, order)
-            lower = lower.scatter(1, order, torch.where(valid, torch.maximum(both[:, :m], old_l), old_l))
-            upper = upper.scatter(1, order, torch.where(valid, torch.minimum(-both[:, m:], old_u), old_u))
+            lower = lower.scatter(1, order, torch.where(valid, torch.maximum(torch.cat(new_l, 1), old_l), old_l))
+            upper = upper.scatter(1, order, torch.where(valid, torch.minimum(torch.cat(new_u, 1), old_u), old_u))
         bounds.append((lower, upper))
         relax.append(relu_relaxation(lower, upper))
     return segments, relax, bounds, xl, xu
