@@ -7,7 +7,10 @@
    noise sigma = 0.25 (the recipe and cache key of notebook 07), CERTIFY with n0 = 100,
    n = ``--n``, alpha = 0.001 on ``--images`` stratified test images: certified accuracy at L2 radii
    0 ... 1 with 95% Clopper-Pearson intervals. Target: >= 94% at radius 0.5 on >= 500 images
-   (published, n = 100,000: about 96.7%, hence also the cap R_max(n) printed beside it).
+   (reference, n = 100,000: 96.7%, the mean of five runs of a LeNet trained with noise as in Cohen
+   et al., computed from the certification logs Jeong & Shin (2020) publish in
+   jh-jeong/smoothing-consistency, ``data/certify/mnist/cohen/noise_0.25_*``; Cohen et al. report
+   CIFAR-10 and ImageNet only. Hence also the cap R_max(n) printed beside it).
 2. Throughput: noise samples per second of ``certify.Smooth`` and of ART's
    ``PyTorchRandomizedSmoothing.certify`` (same model, n0, n, batch size) on ``--art-images``
    images, and how often the two agree on label and radius.
