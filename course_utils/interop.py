@@ -6,6 +6,8 @@
 - ``carlini_wagner``: ART's Carlini-Wagner L2 / L-infinity attacks (Carlini & Wagner 2017b).
 - ``autoattack(eps, norm)``: ``attack(model, x, y)`` running torchattacks' AutoAttack (Croce &
   Hein 2020). The course spells norms ``"linf"`` / ``"l2"``; the library's spelling stays here.
+- ``square(eps, norm, n_queries)``: ``attack(model, x, y)`` running torchattacks' Square attack
+  (Andriushchenko et al. 2020), gradient-free: the gradient-masking checklist's black-box row.
 
 All take x: (B, C, H, W) in [0, 1] and return adversarial inputs in [0, 1] on x's device.
 ART and torchattacks are imported only when an adapter is called.
@@ -67,5 +69,25 @@ def autoattack(eps: float, norm: str = "linf", version: str = "standard", num_cl
             cache[id(model)] = torchattacks.AutoAttack(model, norm=_TORCHATTACKS_NORM[norm], eps=eps, version=version,
                                                        n_classes=num_classes, seed=seed)
         return cache[id(model)](x, y).detach()
+
+    return attack
+
+
+def square(eps: float, norm: str = "linf", n_queries: int = 1000, seed: int = 0):
+    """``attack(model, x, y)`` running torchattacks' Square attack (Andriushchenko et al. 2020) on [0, 1] inputs.
+
+    A score-based random search in the eps-ball (margin loss, one restart, ``n_queries`` queries per
+    image): it never uses a gradient, so masked gradients do not stop it (notebook 03's checklist).
+    norm: ``"linf"`` or ``"l2"``. Returns x_adv on x's device, ``||x_adv - x|| <= eps``.
+    """
+    import torchattacks
+
+    check_norm(norm)
+
+    def attack(model, x, y):
+        check_images(x)
+        atk = torchattacks.Square(model, norm=_TORCHATTACKS_NORM[norm], eps=eps, n_queries=n_queries, n_restarts=1,
+                                  loss="margin", seed=seed)
+        return atk(x, y).detach()
 
     return attack

@@ -7,6 +7,9 @@
 - ``cifar_small_cnn``: a 4-block CNN (32-64-128-256 channels, batch norm) that trains on a CPU.
 - ``preact_resnet18``: PreActResNet-18 (He et al. 2016), the full-profile CIFAR-10 model of
   Wong et al. (2020) and Rice et al. (2020).
+- ``Preprocessed(model, transform)``: f(g(x)), a model behind a fixed input transformation,
+  differentiated as written. Behind a quantizer (``sanitization.bit_depth``) its input gradient is
+  zero: the fake-robust model of the gradient-masking checklist (notebooks 03, 04).
 """
 from __future__ import annotations
 
@@ -31,6 +34,27 @@ class Normalize(nn.Module):
 
     def extra_repr(self):
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class Preprocessed(nn.Module):
+    """f(g(x)): ``model`` behind a fixed input transformation ``transform`` (x -> x, in [0, 1]).
+
+    Gradients flow through g as autograd computes them: through a quantizer such as
+    ``sanitization.bit_depth`` (``torch.round``, derivative 0) the input gradient is exactly zero,
+    so gradient attacks stall while the model is no more robust than f: gradient masking
+    ("shattered gradients", Athalye, Carlini & Wagner 2018). ``sanitization.BPDAModel`` is the same
+    f(g(x)) with the gradient an adaptive attacker uses. x: (B, C, H, W) in [0, 1] -> logits.
+    """
+
+    def __init__(self, model: nn.Module, transform):
+        super().__init__()
+        self.model, self.transform = model, transform
+
+    def forward(self, x):
+        return self.model(self.transform(x))
+
+    def extra_repr(self):
+        return f"transform={getattr(self.transform, '__name__', self.transform)!r}"
 
 
 def mnist_small_cnn(width: int = 1) -> nn.Sequential:
