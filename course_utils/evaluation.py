@@ -198,7 +198,7 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
        passed by the caller; None skips the row and says so) and evaluated on ``model`` must not
        beat the white-box worst case by more than the tolerance;
     6. unbounded attacks win: PGD at ``large_eps`` (default 0.5 for linf, 10 for l2; the image can
-       be turned into another class) leaves accuracy <= tolerance.
+       be turned into another class; alpha = 2.5 large_eps / steps) leaves accuracy <= tolerance.
 
     tolerance: accuracy difference (a fraction, default 3 points) treated as the noise of random
     starts. Every accuracy is printed with its 95% Clopper-Pearson interval over the B images; the
@@ -213,6 +213,8 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
 
     check_images(x)
     check_labels(y, x)
+    if not isinstance(attack, AttackConfig) or attack.kind != "pgd":
+        raise ValueError(f"attack must be a PGD AttackConfig (kind 'pgd'), got {attack!r}")
     restarts = check_positive_int(restarts, "restarts")
     square_queries = check_positive_int(square_queries, "square_queries")
     tolerance = check_probability(tolerance, "tolerance")
@@ -256,7 +258,8 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
                      "a flag means": flag_means, "_ref": ref, "_r": r})
 
     add("iterative beats single-step", r_fgsm, r_pgd, r_pgd.accuracy <= r_fgsm.accuracy + tolerance,
-        "one FGSM step does better than many PGD steps: the gradient misleads the iterations (masking) or PGD is broken")
+        "one FGSM step does better than many PGD steps: the gradient misleads the iterations (masking) "
+        "or PGD is broken")
     add(f"more steps ({more_steps}, alpha scaled to the path) do not lower accuracy", r_pgd, r_more,
         r_more.accuracy >= r_pgd.accuracy - tolerance,
         f"PGD-{steps} had not converged: its number overstates robustness; report the longer attack")
@@ -266,19 +269,19 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
     add("gradient-free (Square) does not beat the white-box attack", r_white, r_square,
         r_square.accuracy >= r_white.accuracy - tolerance,
         "an attack without gradients finds what the gradient attacks miss: the gradients are masked")
+    transfer_means = ("examples crafted on another model fool this one more often than its own gradients do: "
+                      "masked gradients")
     if surrogate is None:
-        if verbose:
-            print("transfer check skipped: no surrogate model was passed (pass surrogate=, e.g. a standard model "
-                  "trained on the same data)")
-        add("transfer from a surrogate does not beat the white-box attack", r_white, None, None,
-            "skipped: no surrogate passed")
+        add("transfer from a surrogate does not beat the white-box attack", r_white, None, None, transfer_means)
     else:
         transfer_cfg = seeded(attack.replace(restarts=1), 4)
-        transfer = lambda m, xb, yb: transfer_cfg(surrogate, xb, yb)  # noqa: E731 (crafted on the surrogate)
+
+        def transfer(m, xb, yb):  # crafted on the surrogate, evaluated on the model
+            return transfer_cfg(surrogate, xb, yb)
+
         r_transfer = result(_correct(model, x, y, transfer), f"{transfer_cfg} on the surrogate, transferred")
         add("transfer from a surrogate does not beat the white-box attack", r_white, r_transfer,
-            r_transfer.accuracy >= r_white.accuracy - tolerance,
-            "examples crafted on another model fool this one more often than its own gradients do: masked gradients")
+            r_transfer.accuracy >= r_white.accuracy - tolerance, transfer_means)
     add(f"accuracy reaches ~0 at eps={format_number(large_eps)}", None, r_large, r_large.accuracy <= tolerance,
         "an attack that cannot win with an unbounded budget is not finding adversarial examples: masking or a bug")
 
@@ -288,8 +291,12 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
         for i, row in enumerate(rows, 1):
             ref, r = row["_ref"], row["_r"]
             print(f"{i}. {row['verdict']}  {row['check']}")
-            if r is not None:
-                print("     " + (f"{ref.threat}: {_fmt(ref)}  vs  " if ref is not None else "") + f"{r.threat}: {_fmt(r)}")
+            if r is None:
+                print("     transfer check skipped: no surrogate model was passed (pass surrogate=, e.g. a standard "
+                      "model trained on the same data)")
+            else:
+                versus = f"{ref.threat}: {_fmt(ref)}  vs  " if ref is not None else ""
+                print(f"     {versus}{r.threat}: {_fmt(r)}")
             print(f"     a FLAG here means: {row['a flag means']}")
     df = pd.DataFrame([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows])
     df.attrs["threat model"] = str(single)

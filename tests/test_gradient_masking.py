@@ -104,3 +104,9 @@ def test_transfer_skip_is_printed(tiny_model, capsys):
     y = torch.arange(4)
     evaluation.gradient_masking_checks(tiny_model, x, y, AttackConfig(0.1, steps=2), restarts=2, square_queries=5)
     assert "transfer check skipped: no surrogate" in capsys.readouterr().out
+
+
+def test_rejects_non_pgd_attack(tiny_model):
+    x, y = torch.rand(2, 1, 28, 28), torch.arange(2)
+    with pytest.raises(ValueError, match="PGD AttackConfig"):
+        evaluation.gradient_masking_checks(tiny_model, x, y, AttackConfig.fgsm(0.1), verbose=False)
