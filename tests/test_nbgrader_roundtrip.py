@@ -29,7 +29,7 @@ from course_utils.checks import strip_solutions  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-LAB = ["02_adversarial_examples_foundations", "07_randomized_smoothing"]  # six graded cells, seconds in smoke
+LAB = ["02_adversarial_examples_foundations", "07_randomized_smoothing"]  # seconds each in smoke
 COURSE_ID = "adv-defense"
 MARKER = re.compile(r"(BEGIN|END) SOLUTION")
 
@@ -121,7 +121,7 @@ def course(tmp_path_factory):
     exchange.mkdir()
     (root / "source" / "all").mkdir(parents=True)
     (root / "source" / "lab").mkdir()
-    (root / "nbgrader_config.py").write_text(nbgrader_config(exchange))
+    (root / "nbgrader_config.py").write_text(nbgrader_config(exchange, timeout=300))  # smoke cells take seconds
     for p in NOTEBOOKS:
         shutil.copy(p, root / "source" / "all" / p.name)
         if p.stem in LAB:
@@ -133,7 +133,7 @@ def course(tmp_path_factory):
 def test_released_notebooks_have_no_solution_code(course):
     released = sorted((course / "release" / "all").glob("*.ipynb"))
     assert [p.name for p in released] == sorted(p.name for p in NOTEBOOKS)
-    stubs = 0
+    stubs = regions = 0
     for path in released:
         source = nbformat.read(course / "source" / "all" / path.name, as_version=4)
         student = nbformat.read(path, as_version=4)
@@ -142,17 +142,18 @@ def test_released_notebooks_have_no_solution_code(course):
             assert not MARKER.search(out.source), f"{path.name} cell {i}: a solution marker survived"
             if _nbgrader(src.metadata).get("solution"):
                 assert out.source == strip_solutions(src.source, src.cell_type), f"{path.name} cell {i}"
-                regions = re.findall(r"BEGIN SOLUTION[^\n]*\n(.*?)\n[^\n]*END SOLUTION", src.source, re.S)
-                solution_lines = {ln.strip() for region in regions for ln in region.split("\n")}
+                bodies = re.findall(r"BEGIN SOLUTION[^\n]*\n(.*?)\n[^\n]*END SOLUTION", src.source, re.S)
+                solution_lines = {ln.strip() for body in bodies for ln in body.split("\n")}
                 kept = {ln.strip() for ln in out.source.split("\n")}
                 leaked = {ln for ln in solution_lines & kept if ln and not ln.startswith("#")}
                 assert not leaked, f"{path.name} cell {i}: solution lines in the student version: {leaked}"
                 stubs += out.source.count("raise NotImplementedError()")
+                regions += src.source.count("BEGIN SOLUTION")
             else:
                 assert out.source == src.source, f"{path.name} cell {i}: a cell without a solution changed"
             if out.cell_type == "code":
                 assert not out.outputs and out.execution_count is None
-    assert stubs >= 20
+    assert stubs == regions >= len(released)
 
 
 @pytest.mark.slow  # executes two notebooks per student (about a minute on a shared 2-core CPU)
@@ -176,21 +177,24 @@ def test_autograde_full_marks_for_the_solution_zero_for_the_blank_version(course
     run_nbgrader("generate_feedback", "lab", cwd=course)
     run_nbgrader("export", cwd=course)
 
+    graded = {(stem, _nbgrader(c.metadata)["grade_id"]): float(_nbgrader(c.metadata)["points"])
+              for stem in LAB for c in nbformat.read(course / "source" / "lab" / f"{stem}.ipynb", as_version=4).cells
+              if _nbgrader(c.metadata).get("grade")}
     grades = {row["student_id"]: row for row in csv.DictReader((course / "grades.csv").open())}
-    assert float(grades["alice"]["score"]) == float(grades["alice"]["max_score"]) == 6.0, grades["alice"]
+    assert float(grades["alice"]["score"]) == float(grades["alice"]["max_score"]) == sum(graded.values()), grades["alice"]
     assert float(grades["bob"]["score"]) == 0.0, grades["bob"]
     assert all((course / "feedback" / student / "lab" / f"{stem}.html").exists() for student in grades for stem in LAB)
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         scores = {student: {(nb.name, g.name): (g.auto_score, g.max_score) for nb in gb.find_submission("lab", student).notebooks
                             for g in nb.grades} for student in ("alice", "bob")}
-    assert len(scores["alice"]) == 6 and set(scores["alice"]) == set(scores["bob"])
-    assert all(score == points > 0 for score, points in scores["alice"].values()), scores["alice"]
+    assert set(scores["alice"]) == set(scores["bob"]) == set(graded) and len(graded) >= 4
+    assert all(scores["alice"][key] == (points, points) for key, points in graded.items()), scores["alice"]
     assert all(score == 0 for score, _ in scores["bob"].values()), scores["bob"]
 
     for name in (f"{stem}.ipynb" for stem in LAB):  # bob's zeros come from the checks, not from a crash
-        graded = nbformat.read(course / "autograded" / "bob" / "lab" / name, as_version=4)
-        for cell in graded.cells:
+        autograded = nbformat.read(course / "autograded" / "bob" / "lab" / name, as_version=4)
+        for cell in autograded.cells:
             if _nbgrader(cell.metadata).get("grade"):
                 text = "".join(o.get("text", "") for o in cell.outputs)
                 assert "not implemented yet" in text, f"{name} {_nbgrader(cell.metadata)['grade_id']}: {cell.outputs}"
