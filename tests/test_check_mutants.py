@@ -10,6 +10,7 @@ a check is added.
 """
 import copy
 import dataclasses
+import functools
 import inspect
 import itertools
 import math
@@ -20,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.stats import beta, norm
+from scipy.stats import beta, binomtest, norm
 
-from course_utils import attacks, certify, checks, fraud, interop, sanitization, training
+from course_utils import attacks, certify, checks, fraud, interop, models, sanitization, training
 from course_utils.serving import layers
 from course_utils.text import attacks as text_attacks
 
@@ -427,6 +428,61 @@ def certify_never_abstains(counts0, counts, alpha, sigma):
     return c_a, certify.certified_radius(certify.lower_confidence_bound(int(counts[c_a]), int(np.sum(counts)), alpha), sigma)
 
 
+def _smooth_counts(model, x, sigma, num, generator, batch):
+    """Class counts of model(x + sigma * noise) with the noise drawn as Smooth.sample_counts draws it."""
+    counts = torch.zeros(3, dtype=torch.long)
+    for start in range(0, num, batch):
+        noise = torch.randn((min(batch, num - start), *x.shape), generator=generator)
+        counts += torch.bincount(model(x + sigma * noise).argmax(1), minlength=3)
+    return counts.numpy()
+
+
+def smooth_certify_ref(model, x, sigma, n0, n, alpha, generator, batch, select="selection", bound_alpha=None,
+                       abstain=True, noise_scale=None):
+    with torch.no_grad():
+        c0 = _smooth_counts(model, x, sigma if noise_scale is None else noise_scale, n0, generator, batch)
+        c = _smooth_counts(model, x, sigma if noise_scale is None else noise_scale, n, generator, batch)
+    c_a = int(np.argmax(c0 if select == "selection" else c))
+    pa_lower = certify.lower_confidence_bound(int(c[c_a]), n, alpha if bound_alpha is None else bound_alpha(alpha))
+    if pa_lower < 0.5 and abstain:
+        return -1, 0.0
+    return c_a, certify.certified_radius(pa_lower, sigma)
+
+
+def smooth_certify_same_samples(model, x, sigma, n0, n, alpha, generator, batch):
+    with torch.no_grad():
+        c = _smooth_counts(model, x, sigma, n, generator, batch)  # one sample to select and to estimate
+    return certify_ref(c, c, alpha, sigma)
+
+
+def smooth_predict_ref(model, x, sigma, n, alpha, generator, batch, test="two-sided", abstain=True, noise_scale=None):
+    with torch.no_grad():
+        c = _smooth_counts(model, x, sigma if noise_scale is None else noise_scale, n, generator, batch)
+    top = np.argsort(c, kind="stable")[::-1][:2]
+    n1, n2 = int(c[top[0]]), int(c[top[1]])
+    p = {"two-sided": lambda: binomtest(n1, n1 + n2, 0.5).pvalue, "one-sided": lambda: binomtest(n1, n1 + n2, 0.5, alternative="greater").pvalue,
+         "against n": lambda: binomtest(n1, n, 0.5).pvalue}[test]()
+    return -1 if p > alpha and abstain else int(top[0])
+
+
+def ibp_margin_ref(model, x, y, eps, radius_weight=torch.abs, elide=True, skip_normalize=False, clip=True):
+    lower, upper = ((x - eps).clamp(0, 1), (x + eps).clamp(0, 1)) if clip else (x - eps, x + eps)
+    layers = list(model)
+    for layer in layers[:-1] if elide else layers:
+        if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+            mu, r, w = layer((upper + lower) / 2), (upper - lower) / 2, radius_weight(layer.weight)
+            r = F.linear(r, w) if isinstance(layer, torch.nn.Linear) else F.conv2d(r, w, None, layer.stride, layer.padding)
+            lower, upper = mu - r, mu + r
+        elif not (skip_normalize and isinstance(layer, models.Normalize)):
+            lower, upper = layer(lower), layer(upper)
+    if not elide:
+        return (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 0.0)  # l_y - u_j
+    mu, r = (upper + lower) / 2, (upper - lower) / 2
+    w = layers[-1].weight[y][:, None, :] - layers[-1].weight[None]  # (B, K, H): w_y - w_j
+    b = layers[-1].bias[y][:, None] - layers[-1].bias[None]
+    return (w @ mu[:, :, None]).squeeze(-1) + b - (w.abs() @ r[:, :, None]).squeeze(-1)
+
+
 def interval_linear_ref(W, b, lower, upper):
     mu, r = (upper + lower) / 2, (upper - lower) / 2
     return mu @ W.T + b - r @ W.abs().T, mu @ W.T + b + r @ W.abs().T
@@ -734,6 +790,25 @@ TABLE = {
         "c_a_from_estimation_counts": (certify_selects_from_estimation, "chosen from the estimation counts"),
         "two_sided_bound": (certify_two_sided, "certify_counts radius"),
         "never_abstains": (certify_never_abstains, r"certify_counts: counts0=.* label \d != -1"),
+    }),
+    C.certify.check_certify: (smooth_certify_ref, {
+        "c_a_from_estimation_counts": (functools.partial(smooth_certify_ref, select="estimation"), "chosen from the estimation counts"),
+        "two_sided_bound": (functools.partial(smooth_certify_ref, bound_alpha=lambda a: a / 2), "two-sided interval"),
+        "never_abstains": (functools.partial(smooth_certify_ref, abstain=False), "CERTIFY must abstain"),
+        "noise_not_scaled": (functools.partial(smooth_certify_ref, noise_scale=1.0), "not scaled by sigma"),
+        "same_samples": (smooth_certify_same_samples, "used the same samples"),
+    }),
+    C.certify.check_predict: (smooth_predict_ref, {
+        "one_sided_test": (functools.partial(smooth_predict_ref, test="one-sided"), r"p = 0.097 > alpha = 0.07: PREDICT must abstain"),
+        "top_against_n": (functools.partial(smooth_predict_ref, test="against n"), "test top-1 against top-2, not against n"),
+        "never_abstains": (functools.partial(smooth_predict_ref, abstain=False), "PREDICT must abstain"),
+        "noise_not_scaled": (functools.partial(smooth_predict_ref, noise_scale=1.0), "the model must see x \\+ sigma \\* noise"),
+    }),
+    C.certify.check_ibp_margin: (ibp_margin_ref, {
+        "signed_weight_radius": (functools.partial(ibp_margin_ref, radius_weight=lambda w: w), "above the package's"),
+        "no_elision": (functools.partial(ibp_margin_ref, elide=False), "without elision"),
+        "normalize_ignored": (functools.partial(ibp_margin_ref, skip_normalize=True), "Normalize layer was skipped"),
+        "box_not_clipped": (functools.partial(ibp_margin_ref, clip=False), "clipped to \\[0, 1\\]"),
     }),
     C.certify.check_interval_linear: (interval_linear_ref, {
         "signed_weight_radius": (interval_linear_signed_radius, "interval_linear: relative error"),

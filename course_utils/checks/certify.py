@@ -1,13 +1,15 @@
-"""Checks for the certified-defense exercises: notebooks 07 (randomized smoothing), 08 (interval
-bound propagation), 08b (CROWN) and the project p3 (threat model of the fraud gate)."""
+"""Checks for the certified-defense exercises: notebooks 07 (randomized smoothing: the radius, CERTIFY on
+counts, CERTIFY and PREDICT from model calls), 08 (interval bound propagation: one layer, the verified
+test, the elided margin through a conv net), 08b (CROWN) and the project p3 (threat model of the fraud gate)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 from torch import nn
 
-from .. import certify, fraud
-from . import call_learner, check_value, compare
+from .. import certify, fraud, models
+from . import call_learner, check_value, compare, rel_error
 
 
 def check_radius(learner_radius, sigma: float = 0.5):
@@ -16,6 +18,14 @@ def check_radius(learner_radius, sigma: float = 0.5):
     got = [float(call_learner("certified_radius", learner_radius, a, n, al, sigma)) for a, n, al in cases]
     expected = [certify.certified_radius(certify.lower_confidence_bound(a, n, al), sigma) for a, n, al in cases]
     check_value("certified_radius", torch.tensor(got), torch.tensor(expected), tol=1e-6)
+
+
+def _certify_from_counts(counts0, counts, alpha, sigma):
+    """CERTIFY's answer on given counts: c_A = argmax counts0, pA_lower from counts (one-sided
+    Clopper-Pearson at level alpha, ``certify.lower_confidence_bound``), abstain below 1/2."""
+    c_a = int(np.argmax(counts0))
+    pa = certify.lower_confidence_bound(int(counts[c_a]), int(np.sum(counts)), alpha)
+    return (certify.ABSTAIN, 0.0) if pa < 0.5 else (c_a, certify.certified_radius(pa, sigma))
 
 
 def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.001):
@@ -30,8 +40,7 @@ def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.
     for c0, c in cases:
         got = call_learner(name, learner_certify, np.array(c0), np.array(c), alpha, sigma)
         c_a = int(np.argmax(c0))
-        pa = certify.lower_confidence_bound(int(c[c_a]), int(sum(c)), alpha)
-        expected = (certify.ABSTAIN, 0.0) if pa < 0.5 else (c_a, certify.certified_radius(pa, sigma))
+        expected = _certify_from_counts(c0, c, alpha, sigma)
         if int(got[0]) != expected[0]:
             hint = ""
             if int(got[0]) == int(np.argmax(c)) != c_a:
@@ -41,6 +50,125 @@ def check_certify_counts(learner_certify, sigma: float = 0.25, alpha: float = 0.
             raise AssertionError(f"{name}: counts0={c0} counts={c}: label {got[0]} != {expected[0]}{hint}")
         check_value(f"{name} radius, counts0={c0} counts={c}", float(got[1]), expected[1], tol=1e-6)
 
+
+class _NearestCentre(nn.Module):
+    """The base classifier of the smoothing checks: class k where the first input value is nearest to
+    ``centres[k]`` (logits -(v - c_k)^2), so P(f(x + delta) = k) is set by x, sigma and the centres."""
+
+    def __init__(self, centres=(0.0, 0.5, 1.0)):
+        super().__init__()
+        self.register_buffer("centres", torch.tensor(centres, dtype=torch.float32))
+
+    def forward(self, x):  # (B, ...) -> (B, K)
+        return -(x.flatten(1)[:, :1] - self.centres) ** 2
+
+
+def _smoothing_input(v: float) -> torch.Tensor:
+    """A (1, 2, 2) image in [0, 1] whose first pixel, the one the classifier reads, is v."""
+    x = torch.full((1, 2, 2), 0.5)
+    x[0, 0, 0] = v
+    return x
+
+
+_PROTOCOL = ("draw the noise as certify.Smooth.sample_counts does, so that your samples are the check's: for each "
+             "batch of b = min(batch, remaining) samples torch.randn((b, *x.shape), generator=generator), the "
+             "model sees x + sigma * noise; CERTIFY draws its n0 selection samples first, then n fresh ones")
+# (first pixel, sigma, n0, n, alpha, batch, seed): confident; n0 = 1, where seed 4's one selection sample picks the
+# wrong class; a near tie that abstains; pA_lower just above 1/2; a three-way split that abstains
+_CERTIFY_CASES = [(0.5, 0.1, 10, 100, 0.001, 32, 0), (0.5, 0.2, 1, 100, 0.001, 64, 1), (0.5, 0.2, 1, 100, 0.001, 64, 4),
+                  (0.5, 0.2, 1, 100, 0.001, 64, 5), (0.25, 0.25, 20, 200, 0.01, 50, 6), (0.4, 0.25, 20, 200, 0.01, 50, 9),
+                  (0.45, 0.5, 10, 300, 0.05, 128, 8)]
+# (first pixel, sigma, n, alpha, batch, seed): clear; top-1 vs top-2 significant but not vs n; two-sided p = 0.097
+# > alpha > one-sided p; near ties; an answer only at a loose alpha
+_PREDICT_CASES = [(0.5, 0.1, 100, 0.001, 32, 0), (0.5, 0.3, 100, 0.01, 64, 1), (0.47, 0.35, 100, 0.07, 64, 2),
+                  (0.27, 0.25, 200, 0.05, 64, 3), (0.25, 0.25, 100, 0.05, 30, 7), (0.28, 0.25, 200, 0.2, 64, 5)]
+
+
+def _counts(model, x, sigma, sizes, batch, seed):
+    """Class counts of successive samples of sizes ``sizes`` from one generator seeded with ``seed``."""
+    smooth = certify.Smooth(model, 3, sigma, generator=torch.Generator().manual_seed(seed))
+    return [smooth.sample_counts(x, k, batch) for k in sizes]
+
+
+def _certify_hint(model, x, got, case, c0, c):
+    """What a wrong CERTIFY answer on one case looks like it did."""
+    v, sigma, n0, n, alpha, batch, seed = case
+    expected = _certify_from_counts(c0, c, alpha, sigma)
+    if got[0] != expected[0] and got[0] == int(np.argmax(c)) != int(np.argmax(c0)):
+        return ("c_A looks chosen from the estimation counts; choose it from the n0 selection samples "
+                "(selecting and estimating on the same sample biases pA upward)")
+    if expected[0] == certify.ABSTAIN and got[0] != certify.ABSTAIN:
+        pa = certify.lower_confidence_bound(int(c[int(np.argmax(c0))]), n, alpha)
+        return f"pA_lower = {pa:.3f} < 1/2 for c_A = {int(np.argmax(c0))}: CERTIFY must abstain, (-1, 0.0)"
+    if got[0] == expected[0] != certify.ABSTAIN:
+        two_sided = _certify_from_counts(c0, c, alpha / 2, sigma)[1]
+        if abs(got[1] - two_sided) <= 1e-6 * abs(two_sided):
+            return "the radius matches a two-sided interval (alpha / 2): use the one-sided lower bound at level alpha"
+    (same,) = _counts(model, x, sigma, [n], batch, seed)
+    unscaled = _counts(model, x, 1.0, [n0, n], batch, seed)
+    for counts, hint in (((same, same), "selection and estimation used the same samples: draw n0, then n fresh ones"),
+                         (unscaled, "the noise is not scaled by sigma: the model must see x + sigma * noise")):
+        wrong = _certify_from_counts(*counts, alpha, sigma)
+        if wrong[0] == got[0] and abs(wrong[1] - got[1]) <= 1e-6 * max(abs(wrong[1]), 1e-8) and wrong != expected:
+            return hint
+    return _PROTOCOL
+
+
+def check_certify(learner_certify):
+    """learner_certify(model, x, sigma, n0, n, alpha, generator, batch) -> (label, radius): Cohen et al.'s
+    CERTIFY from model calls (notebook 07), compared with ``certify.Smooth.certify`` with the same seeded
+    generator, hence the same noise when the learner draws it as ``Smooth.sample_counts`` does. The cases
+    include a selection sample that picks the wrong class, near ties that must abstain, and several sigmas."""
+    name, model, worst = "certify_smooth", _NearestCentre(), 0.0
+    for case in _CERTIFY_CASES:
+        v, sigma, n0, n, alpha, batch, seed = case
+        x = _smoothing_input(v)
+        got = call_learner(name, learner_certify, model, x, sigma, n0, n, alpha, torch.Generator().manual_seed(seed), batch)
+        got = (int(got[0]), float(got[1]))
+        c0, c = _counts(model, x, sigma, [n0, n], batch, seed)
+        expected = certify.Smooth(model, 3, sigma, generator=torch.Generator().manual_seed(seed)).certify(x, n0, n, alpha, batch)
+        err = abs(got[1] - expected[1]) / max(abs(got[1]) + abs(expected[1]), 1e-8)
+        if got[0] != expected[0] or err > 1e-6:
+            where = (f"x[0,0,0]={v} sigma={sigma} n0={n0} n={n} alpha={alpha} (selection counts {c0.tolist()}, "
+                     f"estimation counts {c.tolist()})")
+            hint = _certify_hint(model, x, got, case, c0, c)
+            print(f"[{name}] {where}: got ({got[0]}, {got[1]:.4f}), expected ({expected[0]}, {expected[1]:.4f}): FAILED")
+            raise AssertionError(f"{name}: {where}: got {got}, expected {expected}: {hint}")
+        worst = max(worst, err)
+    print(f"[{name}] {len(_CERTIFY_CASES)} cases: same labels, radius relative error {worst:.2e} (tolerance 1e-06): PASSED")
+
+
+def check_predict(learner_predict):
+    """learner_predict(model, x, sigma, n, alpha, generator, batch) -> label or -1: Cohen et al.'s PREDICT
+    (notebook 07), compared with ``certify.Smooth.predict`` with the same seeded generator. The cases put the
+    two-sided binomial test of top-1 against top-2 counts on both sides of alpha."""
+    name, model, got, expected, unscaled = "predict_smooth", _NearestCentre(), [], [], []
+    for v, sigma, n, alpha, batch, seed in _PREDICT_CASES:
+        x = _smoothing_input(v)
+        got.append(int(call_learner(name, learner_predict, model, x, sigma, n, alpha, torch.Generator().manual_seed(seed), batch)))
+        for out, s in ((expected, sigma), (unscaled, 1.0)):
+            out.append(certify.Smooth(model, 3, s, generator=torch.Generator().manual_seed(seed)).predict(x, n, alpha, batch))
+    if got == expected:
+        print(f"[{name}] {len(_PREDICT_CASES)} cases: same labels as certify.Smooth.predict: PASSED")
+        return
+    i = next(k for k in range(len(got)) if got[k] != expected[k])
+    v, sigma, n, alpha, batch, seed = _PREDICT_CASES[i]
+    (c,) = _counts(model, _smoothing_input(v), sigma, [n], batch, seed)
+    n1, n2 = (int(k) for k in np.sort(c)[::-1][:2])
+    p = binomtest(n1, n1 + n2, 0.5).pvalue
+    if got == unscaled:
+        hint = "every answer matches unscaled noise: the model must see x + sigma * noise"
+    elif expected[i] == certify.ABSTAIN:
+        hint = (f"the two-sided binomial test of the top two counts, binomtest({n1}, {n1 + n2}, 0.5), has "
+                f"p = {p:.3g} > alpha = {alpha}: PREDICT must abstain (-1)")
+    elif got[i] == certify.ABSTAIN:
+        hint = (f"binomtest({n1}, {n1 + n2}, 0.5) has p = {p:.3g} <= alpha = {alpha}: PREDICT answers the top "
+                "class (test top-1 against top-2, not against n, two-sided)")
+    else:
+        hint = _PROTOCOL
+    where = f"x[0,0,0]={v} sigma={sigma} n={n} alpha={alpha} (counts {c.tolist()})"
+    print(f"[{name}] {where}: got {got[i]}, expected {expected[i]}: FAILED")
+    raise AssertionError(f"{name}: {where}: got {got[i]}, expected {expected[i]}: {hint}")
 
 def _box_inputs(generator, batch=4, d_in=7, d_out=5):
     w = torch.randn(d_out, d_in, generator=generator)
@@ -125,6 +253,68 @@ def check_crown_margin(learner_crown):
     check_value("crown_margin", got, expected, tol=1e-7)
 
 
+def _ibp_net(generator):
+    """A small conv net of every layer IBP supports: Normalize, Conv2d, ReLU, Flatten, Linear; 4 classes."""
+    net = nn.Sequential(models.Normalize((0.3,), (0.4,)), nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+    return net.eval()
+
+
+def _ibp_hint(learner_margin, net, x, y, eps, got, expected):
+    """What a wrong elided margin bound looks like it did (each candidate computed with the package)."""
+    with torch.no_grad():
+        lower, upper = certify.interval_bounds(net, x, eps)
+        plain = (lower.gather(1, y[:, None]) - upper).scatter(1, y[:, None], 0.0)
+        no_normalize = certify.margin_lower_bounds(net[1:], x, y, eps)
+    if rel_error(got, plain) <= 1e-5:
+        return ("these are l_y - u_j, the bounds without elision: fold the last Linear layer into the margin, "
+                "(w_y - w_j)^T mu + b_y - b_j - |w_y - w_j|^T r over the box of the hidden layer")
+    if rel_error(got, no_normalize) <= 1e-5:
+        return "the Normalize layer was skipped: (x - mean) / std is monotone, apply it to lower and upper"
+    inner = x.clamp(0.25, 0.75)  # eps <= 0.2 keeps the box inside [0, 1]
+    try:
+        inner_ok = rel_error(torch.as_tensor(learner_margin(net, inner, y, min(eps, 0.2))).detach(),
+                             certify.margin_lower_bounds(net, inner, y, min(eps, 0.2))) <= 1e-5
+    except Exception:  # noqa: BLE001 (a hint only; the failure is reported anyway)
+        inner_ok = False
+    if inner_ok:
+        return "right inside [0, 1], wrong near its edges: the input box is [x - eps, x + eps] clipped to [0, 1]"
+    if (got > expected + 1e-5 * (1 + expected.abs())).any():
+        return ("some bound is above the package's, so it may be unsound: the radius goes through |W| "
+                "(F.conv2d with weight.abs() for a convolution), the centre through W and b")
+    return "compare layer by layer with certify.layer_bounds"
+
+
+def check_ibp_margin(learner_margin):
+    """learner_margin(model, x, y, eps) -> (B, K) lower bounds of z_y - z_j over the box [x - eps, x + eps]
+    clipped to [0, 1], with the last Linear layer elided (Gowal et al. 2018; notebook 08); column y is 0.
+    Compared with ``certify.margin_lower_bounds`` on random conv nets (Normalize, Conv2d, ReLU, Flatten,
+    Linear), images with pixels at 0 and 1, and several eps."""
+    name, worst, g = "ibp_margin", 0.0, torch.Generator().manual_seed(0)
+    for trial in range(3):
+        net = _ibp_net(g)
+        x = torch.rand(5, 1, 8, 8, generator=g)
+        x = torch.where(x < 0.3, torch.zeros_like(x), torch.where(x > 0.8, torch.ones_like(x), x))  # MNIST-like
+        y = torch.randint(0, 4, (5,), generator=g)
+        for eps in (0.0, 0.05, 0.15):
+            with torch.no_grad():
+                got = call_learner(name, learner_margin, net, x, y, eps)
+                expected = certify.margin_lower_bounds(net, x, y, eps)
+            got = torch.as_tensor(got).detach()
+            err = rel_error(got, expected)
+            if err > 1e-5:
+                with torch.no_grad():
+                    hint = _ibp_hint(learner_margin, net, x, y, eps, got, expected)
+                print(f"[{name}] net {trial}, eps={eps}: relative error {err:.2e} (tolerance 1e-05): FAILED")
+                raise AssertionError(f"{name}: net {trial}, eps={eps}: relative error {err:.2e} > 1e-05: {hint}")
+            worst = max(worst, err)
+    print(f"[{name}] relative error {worst:.2e} (tolerance 1e-05): PASSED")
+
+
 def check_threat_radii(learner_radii):
     """learner_radii(scales, tolerance) -> per-feature eps in model units (fraud.FEATURES order)."""
     df = fraud.make_transactions(2000, seed=1)
@@ -134,3 +324,4 @@ def check_threat_radii(learner_radii):
     got = np.asarray(call_learner("threat_radii", learner_radii, scales, tol), dtype=np.float64)
     expected = fraud.threat_radii(scaler, tol)[0].astype(np.float64)
     check_value("threat_radii", torch.as_tensor(got), torch.as_tensor(expected), tol=1e-5)
+
