@@ -158,7 +158,7 @@ def read_history(path, record):
     return history
 
 
-def robust_model(dataset: str, profile: str | None = None, device=None, progress: bool = True):
+def robust_model(dataset: str, profile: str | None = None, device=None, progress: bool = True, memory_format=None):
     """``(model, history, recipe)``: the adversarially trained model of ``recipe(dataset, profile)``,
     on ``device`` (default: ``get_device()``); ``recipe["train"]`` is its ``AdversarialTrainingConfig``.
 
@@ -166,6 +166,8 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     is the saved CSV), otherwise trained with ``adversarial_fit`` on ``n_train`` training images, with
     a PGD check after each epoch on ``n_val`` other (held-out) training images. ``history`` has a
     ``seconds`` column. A damaged cache entry (weights, sidecar or history) is trained again.
+    ``memory_format``: e.g. ``torch.channels_last`` for NHWC convolutions (faster on GPUs with tensor
+    cores, ``benchmarks/gpu_check.py``); the same function either way, so the cache entry is shared.
     """
     import torch
 
@@ -203,7 +205,8 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
         meta["history"] = write_history(hist_path, res.history)  # saved in the sidecar by cached_model
         holder["history"] = res.history
 
-    model = cached_model(name, lambda: build(r), train, meta=meta, device=device)
+    fresh = (lambda: build(r)) if memory_format is None else (lambda: build(r).to(memory_format=memory_format))
+    model = cached_model(name, fresh, train, meta=meta, device=device)
     return model.to(device).eval(), holder.get("history"), r
 
 
