@@ -684,6 +684,66 @@ def knn_all_rows(history, s, k):
     return float((history - s).pow(2).mean(1).sqrt().mean())
 
 
+# ---------------------------------------------------------------- notebook 09: interview answers
+def cost_sign_error(clean_std, clean_rob, robust_std, robust_rob):
+    return None if robust_rob <= robust_std else (clean_rob - clean_std) / (robust_rob - robust_std)
+
+
+def cost_inverted(clean_std, clean_rob, robust_std, robust_rob):
+    return None if robust_rob <= robust_std else (robust_rob - robust_std) / max(clean_std - clean_rob, 1e-12)
+
+
+def cost_negative_when_clean_rose(clean_std, clean_rob, robust_std, robust_rob):
+    return None if robust_rob <= robust_std else (clean_std - clean_rob) / (robust_rob - robust_std)
+
+
+def cost_no_gain_guard(clean_std, clean_rob, robust_std, robust_rob):
+    return max(clean_std - clean_rob, 0.0) / (robust_rob - robust_std)
+
+
+def cost_guard_only_equal(clean_std, clean_rob, robust_std, robust_rob):
+    return None if robust_rob == robust_std else max(clean_std - clean_rob, 0.0) / (robust_rob - robust_std)
+
+
+def pay_sign_error(std, rob, k):
+    drops = [(r - s, c) for c, (s, r) in enumerate(zip(std, rob))]
+    return [c for d, c in sorted(drops, key=lambda t: (-t[0], t[1]))][:k]
+
+
+def pay_ties_by_largest_index(std, rob, k):
+    drops = [(s - r, c) for c, (s, r) in enumerate(zip(std, rob))]
+    return [c for d, c in sorted(drops, reverse=True) if d > 0][:k]
+
+
+def pay_includes_not_dropped(std, rob, k):
+    return sorted(range(len(std)), key=lambda c: rob[c] - std[c])[:k]
+
+
+def pay_ignores_k(std, rob, k):
+    drops = [(s - r, c) for c, (s, r) in enumerate(zip(std, rob))]
+    return [c for d, c in sorted(drops, key=lambda t: (-t[0], t[1])) if d > 0]
+
+
+def order_point_estimates(results):
+    items = list(results.items())
+    return [(a, b) for i, (a, ra) in enumerate(items) for b, rb in items[i + 1:] if ra.accuracy > rb.accuracy]
+
+
+def order_reversed(results):
+    items = list(results.items())
+    return [(a, b) for i, (a, ra) in enumerate(items) for b, rb in items[i + 1:] if rb.ci[0] > ra.ci[1]]
+
+
+def order_neighbours_only(results):
+    items = list(results.items())
+    return [(a, b) for (a, ra), (b, rb) in zip(items, items[1:]) if ra.ci[0] > rb.ci[1]]
+
+
+def order_lower_ends(results):
+    items = list(results.items())
+    return [(a, b) for i, (a, ra) in enumerate(items) for b, rb in items[i + 1:] if ra.ci[0] > rb.ci[0]]
+
+
 # ---------------------------------------------------------------- the table
 # check -> (reference, {mutant id: (wrong answer, regex its failure message must match)})
 C = checks
@@ -860,6 +920,25 @@ TABLE = {
         "ignores_k": (knn_ignores_k, "knn_distance k=3: relative error"),
         "all_rows": (knn_all_rows, "knn_distance k=3: relative error"),
     }),
+    C.interview.check_cost_per_robust_point: (C.interview.cost_per_robust_point_reference, {
+        "sign_error": (cost_sign_error, r"sign error: clean loss = clean_std - clean_rob"),
+        "inverted_ratio": (cost_inverted, "robust points per clean point"),
+        "negative_when_clean_rose": (cost_negative_when_clean_rose, "MORE accurate.*a negative cost"),
+        "no_gain_guard": (cost_no_gain_guard, "did not rise.*divided by zero"),
+        "guard_only_equal": (cost_guard_only_equal, r"robust accuracy fell .* expected None.*got -0\.36"),
+    }),
+    C.interview.check_classes_that_pay: (C.interview.classes_that_pay_reference, {
+        "sign_error": (pay_sign_error, "clean accuracy did not drop"),
+        "ties_by_largest_index": (pay_ties_by_largest_index, "ties by the smaller class index"),
+        "includes_not_dropped": (pay_includes_not_dropped, "only class 2 dropped.*class 1's clean accuracy did not drop"),
+        "ignores_k": (pay_ignores_k, "4 classes: at most k=2"),
+    }),
+    C.interview.check_order_violations: (C.interview.order_violations_reference, {
+        "point_estimates": (order_point_estimates, r"intervals overlap \(noise\).*flagged \('verified', 'PGD'\)"),
+        "reversed": (order_reversed, "scores lower, as it should"),
+        "neighbours_only": (order_neighbours_only, r"compare every pair.*missed \('verified', 'clean'\)"),
+        "lower_ends": (order_lower_ends, r"flagged \('verified', 'PGD'\), whose intervals overlap"),
+    }),
 }
 PROJECTIONS = {  # check_projection takes the norm: one row per norm
     "l2": (project_l2_ref, {
@@ -903,7 +982,7 @@ def test_mutant_is_rejected(check, mutant, match):
 def test_every_check_has_mutants():
     """A new ``check_*`` needs its row in TABLE (CONTRIBUTING.md: "Writing an exercise and its check")."""
     modules = [getattr(checks, name) for name in ("foundations", "attacks", "training", "sanitization", "certify",
-                                                  "threats", "text", "serving")]
+                                                  "threats", "text", "serving", "interview")]
     found = {f for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
              if name.startswith("check_") and f.__module__ == m.__name__}
     covered = set(TABLE) | {checks.attacks.check_projection}
