@@ -569,6 +569,53 @@ def radii_one_for_missing(scales, tolerance):
     return np.array([tolerance.get(f, 1.0) / scales[f] for f in fraud.FEATURES], dtype=np.float32)
 
 
+
+# ---------------------------------------------------------------- notebook 05: early stopping on robust accuracy
+def early_stop_ref(model, train_one_epoch, evaluate, epochs, patience=None, key=1, tie=False, restore="copy",
+                   zero_based=False, patience_slack=0):
+    best, best_epoch, best_state, history = -1.0, None, None, []
+    for epoch in range(1, epochs + 1):
+        train_one_epoch(model)
+        accs = evaluate(model)
+        history.append(accs[1])
+        if accs[key] > best or (tie and accs[key] == best):
+            best, best_epoch = accs[key], epoch
+            best_state = {k: v.clone() for k, v in model.state_dict().items()} if restore == "copy" else model.state_dict()
+        if patience is not None and epoch - best_epoch >= patience + patience_slack:
+            break
+    if restore != "none":
+        model.load_state_dict(best_state)
+    return best_epoch - 1 if zero_based else best_epoch, history
+
+
+def early_stop_evaluate_first(model, train_one_epoch, evaluate, epochs, patience=None):
+    history = []
+    for epoch in range(1, epochs + 1):
+        history.append(evaluate(model)[1])
+        train_one_epoch(model)
+    return int(np.argmax(history)) + 1, history
+
+
+
+def gate_ref(pred, certified, own_pred, y, min_accuracy, min_recall, cmp=lambda v, t: v >= t, recall_over=None,
+             clean_rule=True, need_correct=True, nan_passes=False):
+    fr = y == 1 if recall_over is None else torch.ones_like(y, dtype=torch.bool)  # "all": recall = accuracy
+    ok = certified & (pred == y) if need_correct else certified
+
+    def rate(hits, over):
+        return float(hits[over].double().mean()) if over.any() else float("nan")
+
+    values = {"certified accuracy": (rate(ok, torch.ones_like(fr)), min_accuracy),
+              "certified recall": (rate(ok, fr), min_recall)}
+    if clean_rule:
+        values.update({"clean accuracy": (rate(own_pred == y, torch.ones_like(fr)), min_accuracy),
+                       "clean recall": (rate(own_pred == y if recall_over else own_pred == 1, fr), min_recall)})
+    reasons = [f"{m} {v:.4f} < {t}" for m, (v, t) in values.items()
+               if not (cmp(v, t) or (nan_passes and math.isnan(v)))]
+    return not reasons, reasons
+
+
+
 # ---------------------------------------------------------------- notebook 01: threat model
 def _notebook_solution(notebook: str, grade_id: str):
     """The reference solution of an exercise, executed after the notebook's first code cell."""
@@ -807,6 +854,15 @@ TABLE = {
         "last_class_skipped": (per_class_last_class_skipped, "per_class_accuracy: relative error"),
         "overall_accuracy": (per_class_overall_accuracy, "per_class_accuracy: relative error"),
     }),
+    C.training.check_early_stopping: (early_stop_ref, {
+        "keeps_last_epoch": (functools.partial(early_stop_ref, restore="none"), "early_stopping: .*holds epoch"),
+        "state_dict_not_copied": (functools.partial(early_stop_ref, restore="reference"), "keep a copy of the state_dict"),
+        "best_by_clean_accuracy": (functools.partial(early_stop_ref, key=0), "the best clean accuracy: keep the best robust"),
+        "ties_to_later_epoch": (functools.partial(early_stop_ref, tie=True), "ties: keep the first best"),
+        "zero_based_epoch": (functools.partial(early_stop_ref, zero_based=True), "epochs are 1-based"),
+        "patience_one_late": (functools.partial(early_stop_ref, patience_slack=1), "patience=2: history .*stop once 2 epochs"),
+        "evaluates_before_training": (early_stop_evaluate_first, "evaluate called on a model trained for 0 epochs"),
+    }),
     C.training.check_best_epoch: (best_epoch_ref, {
         "zero_based": (lambda v: int(np.argmax(v)), "best_epoch: relative error"),
         "last_of_tied_best": (best_epoch_last_best, "best_epoch: relative error"),
@@ -886,6 +942,16 @@ TABLE = {
         "lower_line_zero": (crown_lower_line_zero, "crown_margin"),
         "box_at_lower_corner": (crown_box_at_lower_corner, "crown_margin"),
         "no_first_bias": (crown_no_first_bias, "crown_margin"),
+    }),
+    C.certify.check_gate_decision: (gate_ref, {
+        "strict_threshold": (functools.partial(gate_ref, cmp=lambda v, t: v > t), "gate_decision: exactly at both"),
+        "recall_over_all": (functools.partial(gate_ref, recall_over="all"),
+                            r"gate_decision: one certified transaction short.*expected .*'certified recall'"),
+        "ignores_clean_rule": (functools.partial(gate_ref, clean_rule=False),
+                               r"gate_decision: the accuracy trap.*naming \['certified recall'\]; expected"),
+        "certified_but_wrong_counts": (functools.partial(gate_ref, need_correct=False),
+                                       r"gate_decision: the accuracy trap.*naming \['clean recall'\]; expected"),
+        "nan_recall_passes": (functools.partial(gate_ref, nan_passes=True), "gate_decision: no fraud case"),
     }),
     C.certify.check_threat_radii: (radii_ref, {
         "multiplies_scale": (radii_multiplies_scale, "threat_radii: got"),
@@ -988,3 +1054,38 @@ def test_every_check_has_mutants():
     covered = set(TABLE) | {checks.attacks.check_projection}
     assert found - covered == set(), f"checks without mutants: {sorted(_name(f) for f in found - covered)}"
     assert all(len(mutants) >= 2 for _, mutants in itertools.chain(TABLE.values(), PROJECTIONS.values()))
+
+
+def test_gate_decision_reference_is_run_gates_rule(tmp_path):
+    """check_gate_decision's reference decides as ``fraud.gate.run_gate`` does (the gate's rule is inline
+    there): same metrics and same decision on a real IBP candidate over a grid of thresholds (thresholds
+    exactly at a metric are left out: the gate compares float32 rates, the reference float64 ones)."""
+    df = fraud.make_transactions(3000, seed=0)
+    scaler = fraud.FeatureScaler().fit(df)
+    x, y = torch.from_numpy(scaler.transform(df)), torch.from_numpy(df["is_fraud"].to_numpy().copy()).long()
+    torch.manual_seed(0)
+    model = fraud.fraud_mlp(hidden=16)
+    sampler = torch.utils.data.WeightedRandomSampler(torch.where(y == 1, 10.0, 1.0), len(y),  # oversample fraud
+                                                     generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, sampler=sampler)
+    training.fit(model, loader, 5, lr=1e-2, optimizer="adam", weight_decay=0, progress=False)
+    path = tmp_path / "cand.pt"
+    training.save_checkpoint(model.eval(), path, {"architecture": "fraud_mlp", "architecture_kwargs": {"hidden": 16},
+                                                  "scaler": scaler.to_dict(), "certifier": "ibp", "name": "cand"})
+    n, seed, radius = 1000, 2024, 0.02
+    test = fraud.make_transactions(n, seed=seed)
+    xt, yt = torch.from_numpy(scaler.transform(test)), torch.from_numpy(test["is_fraud"].to_numpy().copy()).long()
+    with torch.no_grad():
+        pred = model(xt).argmax(1)
+        proved = certify.verified_by("ibp", model, xt, yt, radius * torch.from_numpy(fraud.controlled_mask()))
+    assert 0 < int((proved & (pred == yt)).sum()) < n and (pred[yt == 1] == 1).any()
+    decided = set()
+    for acc, rec in itertools.product((0.0, 0.5, 0.9, 0.95, 0.99, 1.0), (0.0, 0.1, 0.3, 0.5, 0.8, 1.0)):
+        code, report = fraud.gate.run_gate(path, radius, acc, rec, out=tmp_path / "out", n=n, seed=seed)
+        values = [report[k] for k in ("certified_accuracy", "certified_recall", "model_clean_accuracy", "model_clean_recall")]
+        if any(abs(v - t) < 1e-6 for v, t in zip(values, (acc, rec, acc, rec))):
+            continue
+        passed, short = checks.certify.gate_decision_reference(pred, proved, pred, yt, acc, rec)
+        assert (passed, len(short)) == (report["passed"], len(report["reasons"])), (acc, rec, values, short)
+        decided.add(passed)
+    assert decided == {True, False}

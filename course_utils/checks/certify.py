@@ -325,3 +325,92 @@ def check_threat_radii(learner_radii):
     expected = fraud.threat_radii(scaler, tol)[0].astype(np.float64)
     check_value("threat_radii", torch.as_tensor(got), torch.as_tensor(expected), tol=1e-5)
 
+
+
+GATE_METRICS = ("certified accuracy", "certified recall", "clean accuracy", "clean recall")  # what reasons name
+
+
+def gate_decision_reference(pred, certified, own_pred, y, min_accuracy: float, min_recall: float):
+    """The promotion gate's rule (``fraud.gate.run_gate`` with ``certify_candidate``'s metrics) ->
+    (passed, the metrics below their threshold, in ``GATE_METRICS`` order).
+
+    A transaction counts when it is certified *and* correct (``pred == y``); recall is over fraud
+    (y == 1) only; the model's own argmax must reach the same thresholds on clean data; a metric
+    passes at exactly its threshold (``>=``). With no fraud case, recall is undefined and fails (the
+    gate itself compares NaN, which passes: a model is promoted on no evidence)."""
+    fraud_ = y == 1
+    ok = certified & (pred == y)
+
+    def rate(hits, over):
+        return float(hits[over].double().mean()) if over.any() else float("nan")
+
+    values = dict(zip(GATE_METRICS, (rate(ok, torch.ones_like(fraud_)), rate(ok, fraud_),
+                                     rate(own_pred == y, torch.ones_like(fraud_)), rate(own_pred == 1, fraud_))))
+    short = [m for m, v in values.items() if not v >= (min_accuracy if "accuracy" in m else min_recall)]
+    return not short, short
+
+
+def _gate_case(n_fraud, cert_fraud, cert_legit, own_fraud, own_legit, wrong_certified=0, n=64, flags_fraud=True):
+    """(pred, certified, own_pred, y) on n transactions, the first n_fraud fraud: the certified classifier
+    is right and certified on cert_fraud fraud / cert_legit legitimate cases, and certified but wrong on
+    ``wrong_certified`` more; the model's own argmax is right on own_fraud / own_legit of them."""
+    y = torch.zeros(n, dtype=torch.long)
+    y[:n_fraud] = 1
+    pred, certified, own = 1 - y, torch.zeros(n, dtype=torch.bool), 1 - y
+    legit = torch.arange(n_fraud, n)
+    right = torch.cat([torch.arange(cert_fraud), legit[:cert_legit]])
+    pred[right], certified[right] = y[right], True
+    certified[legit[-wrong_certified:] if wrong_certified else legit[:0]] = True  # certified, but pred is wrong
+    own_right = torch.cat([torch.arange(own_fraud), legit[:own_legit]])
+    own[own_right] = y[own_right]
+    if not flags_fraud:  # the accuracy trap: a model that never says "fraud"
+        pred, own, certified = torch.zeros_like(y), torch.zeros_like(y), torch.ones(n, dtype=torch.bool)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(n_fraud + cert_legit))
+    return pred[perm], certified[perm], own[perm], y[perm]
+
+
+# (what the case is about, case, min_accuracy, min_recall); 64 transactions, dyadic rates (exact in float32)
+_GATE_CASES = [
+    ("passes comfortably", dict(n_fraud=8, cert_fraud=8, cert_legit=54, own_fraud=8, own_legit=56), 0.75, 0.5),
+    ("exactly at both thresholds (>= passes)", dict(n_fraud=8, cert_fraud=4, cert_legit=44, own_fraud=4,
+                                                    own_legit=44), 0.75, 0.5),
+    ("one certified transaction short of each", dict(n_fraud=8, cert_fraud=3, cert_legit=44, own_fraud=8,
+                                                     own_legit=56), 0.75, 0.5),
+    ("the accuracy trap: never flags fraud", dict(n_fraud=8, cert_fraud=0, cert_legit=0, own_fraud=0, own_legit=0,
+                                                  flags_fraud=False), 0.75, 0.5),
+    ("certified but wrong does not count", dict(n_fraud=8, cert_fraud=6, cert_legit=30, own_fraud=8, own_legit=56,
+                                                wrong_certified=20), 0.75, 0.5),
+    ("certificates good, the model's own argmax bad", dict(n_fraud=8, cert_fraud=8, cert_legit=56, own_fraud=2,
+                                                           own_legit=40), 0.75, 0.5),
+    ("no fraud case: recall undefined", dict(n_fraud=0, cert_fraud=0, cert_legit=64, own_fraud=0, own_legit=64),
+     0.75, 0.5),
+    ("recall required 0, accuracy 1", dict(n_fraud=8, cert_fraud=0, cert_legit=56, own_fraud=0, own_legit=56),
+     1.0, 0.0),
+]
+
+
+def check_gate_decision(learner_gate):
+    """learner_gate(pred, certified, own_pred, y, min_accuracy, min_recall) -> (passed, reasons): pred and
+    certified from the certifier (a transaction counts when certified and pred == y), own_pred the model's
+    own argmax, y 1 for fraud. Passed when certified accuracy, certified recall (fraud only), clean
+    accuracy and clean recall of own_pred all reach their threshold (accuracies min_accuracy, recalls
+    min_recall; at the threshold passes; no fraud case fails recall); reasons: one string per metric
+    short, naming it as in ``GATE_METRICS``. Compared with ``gate_decision_reference`` (run_gate's rule)."""
+    name = "gate_decision"
+    for about, kw, acc, rec in _GATE_CASES:
+        pred, certified, own, y = _gate_case(**kw)
+        passed, short = gate_decision_reference(pred, certified, own, y, acc, rec)
+        got = call_learner(name, learner_gate, pred.clone(), certified.clone(), own.clone(), y.clone(), acc, rec)
+        if not isinstance(got, tuple) or len(got) != 2:
+            _fail(name, f"{about}: return (passed, reasons), got {got!r}")
+        got_short = [m for m in GATE_METRICS if any(m in str(r).lower() for r in got[1])]
+        if bool(got[0]) != passed or got_short != short:
+            _fail(name, f"{about} (min_accuracy={acc}, min_recall={rec}): got passed={bool(got[0])}, reasons "
+                             f"naming {got_short}; expected passed={passed}, short on {short}")
+    print(f"[{name}] {len(_GATE_CASES)} cases (thresholds met exactly, the accuracy trap, certified but wrong, "
+          "the clean rule, no fraud): PASSED")
+
+
+def _fail(name, message):
+    print(f"[{name}] FAILED: {message}")
+    raise AssertionError(f"{name}: {message}")

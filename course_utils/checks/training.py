@@ -194,3 +194,86 @@ def check_art_classifier(learner_fn):
     if all(torch.equal(b, p.detach()) for b, p in zip(before, model.parameters())):
         _fail(name, "fit did not change the model's weights: the optimizer must update model.parameters()")
     print(f"[{name}] the optimizer trains the model: PASSED")
+
+
+def early_stopping_reference(robust: list, patience: int | None = None) -> tuple[int, list]:
+    """``training.adversarial_fit``'s early-stopping rule on a curve of per-epoch held-out robust
+    accuracies: (1-based epoch of the first best, the accuracies of the epochs run). A new best must be
+    strictly better; with ``patience`` the run stops once ``patience`` epochs pass without one."""
+    best, best_epoch = float("-inf"), None
+    for epoch, acc in enumerate(robust, 1):
+        if acc > best:
+            best, best_epoch = acc, epoch
+        if patience is not None and epoch - best_epoch >= patience:
+            return best_epoch, list(robust[:epoch])
+    return best_epoch, list(robust)
+
+
+class _EpochCounter(nn.Module):
+    """A fake model whose weight counts the epochs trained (updated in place, as an optimizer does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2))
+
+    def epoch(self) -> int:
+        return int(round(float(self.weight.detach()[0])))
+
+
+def _early_stopping_curves(generator, n: int):
+    """(clean, robust) per-epoch held-out accuracies: robust rises, peaks (tied at two epochs) and falls
+    (robust overfitting); clean keeps rising, so its best is the last epoch."""
+    peak = int(torch.randint(1, n - 3, (1,), generator=generator))  # 0-based; the tie is at peak and peak + 2
+    robust = [round(0.2 + 0.3 * e / peak + 0.01 * float(torch.rand(1, generator=generator)), 3) if e else 0.1
+              for e in range(peak)]
+    robust += [0.6, 0.55, 0.6] + [round(0.5 - 0.04 * k, 3) for k in range(n - peak - 3)]
+    clean = [round(0.3 + 0.05 * e, 3) for e in range(n)]
+    return clean, robust
+
+
+def check_early_stopping(learner_fit, trials: int = 4):
+    """learner_fit(model, train_one_epoch, evaluate, epochs, patience) -> (best_epoch, history), as
+    ``training.adversarial_fit`` does it: after every epoch ``train_one_epoch(model)`` then
+    ``evaluate(model) -> (clean accuracy, robust accuracy)`` on held-out data; keep a copy of the
+    weights of the epoch with the best robust accuracy (the first, if tied); stop once ``patience``
+    epochs pass without a new best (None: never); restore the best weights; history = the robust
+    accuracies of the epochs run. Tried on scripted curves (a tie at the best, clean accuracy best at
+    the end) with a fake model whose weights count the epochs, with patience None, 2 and 3."""
+    name = "early_stopping"
+    for t in range(trials):
+        g = torch.Generator().manual_seed(t)
+        n = int(torch.randint(7, 11, (1,), generator=g))
+        clean, robust = _early_stopping_curves(g, n)
+        for patience in (None, 2, 3):
+            case = f"robust accuracies {robust}, clean {clean}, patience={patience}"
+            model = _EpochCounter()
+
+            def train_one_epoch(m):
+                with torch.no_grad():
+                    m.weight.add_(1.0)  # in place, like optimizer.step()
+
+            def evaluate(m):
+                e = m.epoch()
+                if not 1 <= e <= n:
+                    _fail(name, f"{case}: evaluate called on a model trained for {e} epochs (train, then evaluate)")
+                return clean[e - 1], robust[e - 1]
+
+            got = call_learner(name, learner_fit, model, train_one_epoch, evaluate, n, patience)
+            best, history = early_stopping_reference(robust, patience)
+            if not isinstance(got, tuple) or len(got) != 2:
+                _fail(name, f"{case}: return (best_epoch, history), got {got!r}")
+            if [round(float(v), 6) for v in got[1]] != history:
+                _fail(name, f"{case}: history {list(got[1])}, expected {history} (the robust accuracy of each epoch "
+                            f"run; with patience, stop once {patience} epochs pass without a new best)")
+            if int(got[0]) != best:
+                b = int(got[0])
+                hint = (" (ties: keep the first best)" if 1 <= b <= len(history) and robust[b - 1] == max(history)
+                        else " (epochs are 1-based)" if b == best - 1
+                        else " (the last epoch, or the best clean accuracy: keep the best robust one)"
+                        if b == len(history) else "")
+                _fail(name, f"{case}: best_epoch {got[0]}, expected {best} (1-based, best robust accuracy){hint}")
+            if model.epoch() != best:
+                _fail(name, f"{case}: after training the model holds epoch {model.epoch()}'s weights, expected the "
+                            f"best epoch {best}'s: keep a copy of the state_dict (model.state_dict() alone follows "
+                            "the weights as they change) and load it at the end")
+    print(f"[{name}] {trials} scripted runs x patience in (None, 2, 3): best epoch, history and restored weights: PASSED")
