@@ -246,3 +246,30 @@ def test_clean_accuracy_rule_stops_a_smoothed_classifier_that_is_not_the_model(d
     assert report["certified_accuracy"] > 0.9  # the certificate itself is valid for the smoothed classifier ...
     assert code == gate.EXIT_SHORT and not report["passed"]  # ... but the model is not what was certified
     assert report["model_clean_accuracy"] < 0.1 and "clean accuracy" in out and "FAILED" in out
+
+
+def test_gate_rates_are_exact_fractions_and_thresholds_are_inclusive(good_model, data, tmp_path):
+    """Rates are counts / n in float64 (a float32 mean of 45 / 50 is 0.89999998 and failed a 0.9 threshold),
+    and a model exactly at both thresholds passes."""
+    n = 3000
+    _, report = gate.run_gate(good_model, RADIUS, 0.0, 0.0, out=tmp_path / "a", n=n)
+    net, _, scaler = gate.load_candidate(good_model)
+    df = fraud.make_transactions(n, seed=2024)
+    y = torch.from_numpy(df["is_fraud"].to_numpy().copy()).long()
+    with torch.no_grad():
+        pred = net(torch.from_numpy(scaler.transform(df))).argmax(1)
+    assert report["model_clean_accuracy"] == int((pred == y).sum()) / n
+    assert report["model_clean_recall"] == int((pred[y == 1] == 1).sum()) / int((y == 1).sum())
+    acc = min(report["certified_accuracy"], report["model_clean_accuracy"])
+    rec = min(report["certified_recall"], report["model_clean_recall"])
+    code, report = gate.run_gate(good_model, RADIUS, acc, rec, out=tmp_path / "b", n=n)
+    assert code == gate.EXIT_PASS, report["reasons"]
+
+
+def test_gate_fails_without_a_fraud_case(good_model, tmp_path, monkeypatch):
+    """No fraud case: recall is NaN, and `NaN < threshold` is False; the gate must fail, not promote."""
+    real = fraud.make_transactions
+    monkeypatch.setattr(gate.fraud, "make_transactions", lambda n, seed=0: real(n, seed=seed).query("is_fraud == 0"))
+    code, report = gate.run_gate(good_model, RADIUS, 0.0, 0.0, out=tmp_path / "r", n=500)
+    assert report["fraud_cases"] == 0 and code == gate.EXIT_SHORT
+    assert any("no fraud case" in r for r in report["reasons"]), report["reasons"]

@@ -336,8 +336,8 @@ def gate_decision_reference(pred, certified, own_pred, y, min_accuracy: float, m
 
     A transaction counts when it is certified *and* correct (``pred == y``); recall is over fraud
     (y == 1) only; the model's own argmax must reach the same thresholds on clean data; a metric
-    passes at exactly its threshold (``>=``). With no fraud case, recall is undefined and fails (the
-    gate itself compares NaN, which passes: a model is promoted on no evidence)."""
+    passes at exactly its threshold (``>=``). With no fraud case, recall is undefined and fails (so does
+    the gate, which also says why)."""
     fraud_ = y == 1
     ok = certified & (pred == y)
 
