@@ -226,6 +226,66 @@ def step_gradient_ascent(model, optimizer, x, y, eps, alpha, steps):
     return loss.item()
 
 
+def _mixed_update(model, optimizer, x_mixed, y, train=True, zero_grad=True):
+    if train:
+        model.train()
+    loss = F.cross_entropy(model(x_mixed), y)
+    if zero_grad:
+        optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def mixed_step_ref(model, optimizer, x, y, attack, ratio=0.5):
+    k = int(round(ratio * len(y)))
+    return _mixed_update(model, optimizer, torch.cat([attack(model, x[:k], y[:k]), x[k:]]), y)
+
+
+def mixed_step_via_mix_batch(model, optimizer, x, y, attack, ratio=0.5):  # also right: attack all, keep the first k
+    return _mixed_update(model, optimizer, training.mix_batch(x, attack(model, x, y), ratio), y)
+
+
+def mixed_step_no_mixing(model, optimizer, x, y, attack, ratio=0.5):
+    return _mixed_update(model, optimizer, attack(model, x, y), y)
+
+
+def mixed_step_adversarial_last(model, optimizer, x, y, attack, ratio=0.5):
+    k = len(y) - int(round(ratio * len(y)))
+    return _mixed_update(model, optimizer, torch.cat([x[:k], attack(model, x[k:], y[k:])]), y)
+
+
+def mixed_step_floor(model, optimizer, x, y, attack, ratio=0.5):
+    k = int(ratio * len(y))
+    return _mixed_update(model, optimizer, torch.cat([attack(model, x[:k], y[:k]), x[k:]]), y)
+
+
+def mixed_step_adversarial_half_only(model, optimizer, x, y, attack, ratio=0.5):
+    k = int(round(ratio * len(y)))
+    return _mixed_update(model, optimizer, attack(model, x[:k], y[:k]), y[:k])
+
+
+def mixed_step_no_zero_grad(model, optimizer, x, y, attack, ratio=0.5):
+    k = int(round(ratio * len(y)))
+    return _mixed_update(model, optimizer, torch.cat([attack(model, x[:k], y[:k]), x[k:]]), y, zero_grad=False)
+
+
+def mixed_step_update_in_eval_mode(model, optimizer, x, y, attack, ratio=0.5):
+    k = int(round(ratio * len(y)))
+    return _mixed_update(model, optimizer, torch.cat([attack(model, x[:k], y[:k]), x[k:]]), y, train=False)
+
+
+def mixed_step_crafted_in_train_mode(model, optimizer, x, y, attack, ratio=0.5):  # own PGD, model in train mode
+    k = int(round(ratio * len(y)))
+    model.train()
+    x_adv = x[:k].clone()
+    for _ in range(attack.steps):
+        x_adv.requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y[:k]), x_adv)
+        x_adv = (x[:k] + (x_adv.detach() + attack.alpha * g.sign() - x[:k]).clamp(-attack.eps, attack.eps)).clamp(0, 1)
+    return _mixed_update(model, optimizer, torch.cat([x_adv, x[k:]]), y)
+
+
 def safe_alpha_ref(curves, drop=0.2):
     safe = []
     for alpha, accs in curves.items():
@@ -359,6 +419,38 @@ def art_optimizer_of_a_copy(model):
 def bit_depth_ref(x, bits):
     levels = 2 ** bits - 1
     return torch.round(x * levels) / levels
+
+
+def _detected(z, extra):
+    return torch.cat([z, extra[:, None]], 1)
+
+
+def detector_logits_ref(z, d, tau, kappa):
+    return _detected(z, z.amax(1) + kappa * (d - tau) / tau)
+
+
+def detector_logits_sign_error(z, d, tau, kappa):
+    return _detected(z, z.amax(1) + kappa * (tau - d) / tau)
+
+
+def detector_logits_hinge(z, d, tau, kappa):  # C&W's loss-style max(0, D - tau): no pull below the threshold
+    return _detected(z, z.amax(1) + kappa * (d - tau).clamp_min(0) / tau)
+
+
+def detector_logits_kappa_on_score(z, d, tau, kappa):
+    return _detected(z, z.amax(1) + (kappa * d - tau) / tau)
+
+
+def detector_logits_not_normalised(z, d, tau, kappa):
+    return _detected(z, z.amax(1) + kappa * (d - tau))
+
+
+def detector_logits_penalty_only(z, d, tau, kappa):
+    return _detected(z, kappa * (d - tau) / tau)
+
+
+def detector_logits_detached_max(z, d, tau, kappa):
+    return _detected(z, z.amax(1).detach() + kappa * (d - tau) / tau)
 
 
 def threshold_ref(scores, fpr):
@@ -836,6 +928,15 @@ TABLE = {
         "update_in_eval_mode": (step_update_in_eval_mode, "adversarial_step: relative error"),
         "gradient_ascent": (step_gradient_ascent, "adversarial_step: relative error"),
     }),
+    C.training.check_mixed_adversarial_step: (mixed_step_ref, {
+        "no_mixing": (mixed_step_no_mixing, r"rows \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]; expected the first"),
+        "adversarial_last": (mixed_step_adversarial_last, r"ratio=0.5.*rows \[5, 6, 7, 8, 9\]; expected the first"),
+        "floor_not_round": (mixed_step_floor, r"ratio=0.66.*expected the first round\(ratio \* B\) = 7 rows"),
+        "adversarial_half_only": (mixed_step_adversarial_half_only, "the loss must be on the whole mixed batch"),
+        "no_zero_grad": (mixed_step_no_zero_grad, r"after two steps differ .*optimizer.zero_grad\(\)"),
+        "update_in_eval_mode": (mixed_step_update_in_eval_mode, r"no forward pass in train mode .*call model.train\(\)"),
+        "crafted_in_train_mode": (mixed_step_crafted_in_train_mode, "forward passes in train mode in one step"),
+    }),
     C.training.check_safe_alpha: (safe_alpha_ref, {
         "ignores_drop": (safe_alpha_ignores_drop, r"drop=0.08: got .* \(right with drop=0.2: does your rule use drop\?\)"),
         "first_epoch_baseline": (safe_alpha_first_epoch_baseline, "safe_alpha: curves .* expected"),
@@ -895,6 +996,14 @@ TABLE = {
         "true_zero_gradient": (lambda x, t: t(x), "bpda: relative error"),
         "identity_forward": (lambda x, t: x, "bpda: relative error"),
         "all_detached": (lambda x, t: (t(x) - x).detach() + x.detach(), "bpda: relative error"),
+    }),
+    C.sanitization.check_detector_logits: (detector_logits_ref, {
+        "sign_error": (detector_logits_sign_error, "must win exactly where D > tau.*sign of D - tau"),
+        "hinge": (detector_logits_hinge, "below the threshold .* not max Z"),
+        "kappa_on_score": (detector_logits_kappa_on_score, "at D = tau the detected logit must equal max_j Z_j"),
+        "not_normalised": (detector_logits_not_normalised, "must grow by kappa / tau .* divided by tau"),
+        "penalty_only": (detector_logits_penalty_only, "at D = tau the detected logit must equal max_j Z_j"),
+        "detached_max": (detector_logits_detached_max, "gradient off .*no detach"),
     }),
     C.certify.check_radius: (radius_ref, {
         "two_sided_bound": (radius_two_sided, "certified_radius: got"),
@@ -1088,3 +1197,8 @@ def test_gate_decision_reference_is_run_gates_rule(tmp_path):
         assert (passed, len(short)) == (report["passed"], len(report["reasons"])), (acc, rec, values, short)
         decided.add(passed)
     assert decided == {True, False}
+
+
+def test_mixed_step_accepts_attacking_the_whole_batch():
+    """Attacking all of x and keeping the first round(ratio B) rows (training.mix_batch) is right too."""
+    checks.training.check_mixed_adversarial_step(mixed_step_via_mix_batch)

@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import attacks, training
 from ..evaluation import per_class_accuracy
-from . import call_learner, check_value, compare
+from . import call_learner, check_value, compare, rel_error
 
 
 def _fail(name: str, message: str):
@@ -161,6 +161,84 @@ def check_mix_batch(learner_fn, ratio: float = 0.5):
     for r in dict.fromkeys((ratio, 0.75, 0.0, 1.0)):
         compare(f"mix_batch ratio={r}", lambda x, xa: learner_fn(x, xa, r), lambda x, xa: training.mix_batch(x, xa, r),
                 inputs, tol=0.0)
+
+
+class _SpyAttack:
+    """``attack`` (its fields readable too), noting when the model runs inside it."""
+
+    def __init__(self, attack):
+        self.attack, self.inside = attack, False
+
+    def __getattr__(self, name):
+        return getattr(self.attack, name)
+
+    def __call__(self, model, x, y):
+        self.inside = True
+        try:
+            return self.attack(model, x, y)
+        finally:
+            self.inside = False
+
+
+def _record_training_forwards(model, attack):
+    """(spy attack, records): the inputs of every forward of ``model`` in train mode outside ``attack``."""
+    spy, records = _SpyAttack(attack), []
+
+    def hook(module, args, output):
+        if module.training and not spy.inside:
+            records.append(args[0].detach().clone())
+
+    model.register_forward_hook(hook)
+    return spy, records
+
+
+def check_mixed_adversarial_step(learner_step, ratios=(0.5, 0.66), eps: float = 0.2, lr: float = 0.1):
+    """learner_step(model, optimizer, x, y, attack, ratio) -> loss must match ``training.train_step(model,
+    optimizer, x, y, attack, ratio)``: the first round(ratio * B) examples replaced by ``attack(model, ...)``
+    (an ``attacks.AttackConfig``: PGD, crafted in eval mode), the rest clean, then one optimizer step on
+    the cross-entropy of the whole mixed batch in train mode. Checked step by step: which examples
+    were trained on, in which mode, then the losses and weights after two steps (B = 10, batch norm)."""
+    name = "mixed_adversarial_step"
+    attack = attacks.AttackConfig(eps, steps=3, alpha=eps / 2, random_start=False)
+    for ratio in ratios:
+        for seed in range(2):
+            runs = []
+            for fn in (lambda *a: call_learner(name, learner_step, *a), lambda *a: training.train_step(*a)[0]):
+                g = torch.Generator().manual_seed(seed)
+                model = _batchnorm_classifier(g)
+                opt = torch.optim.SGD(model.parameters(), lr=lr)
+                spy, trained_on = _record_training_forwards(model, attack)
+                batches = [(torch.rand(10, 3, 2, 2, generator=g), torch.randint(0, 3, (10,), generator=g))
+                           for _ in range(2)]
+                losses = [float(fn(model, opt, *batches[0], spy, ratio))]
+                first_step = list(trained_on)  # the train-mode forwards of the first step
+                losses.append(float(fn(model, opt, *batches[1], spy, ratio)))
+                runs.append((losses, torch.cat([p.detach().flatten() for p in model.parameters()]), first_step, batches))
+            (losses, weights, trained_on, batches), (ref_losses, ref_weights, ref_trained_on, _) = runs
+            x, k, case = batches[0][0], int(round(ratio * 10)), f"ratio={ratio}, B=10"
+            if not trained_on:
+                _fail(name, f"{case}: no forward pass in train mode outside the attack: call model.train() after "
+                      "crafting (the attack leaves the model in eval mode; batch norm needs train mode for the update)")
+            if len(trained_on) > 1:
+                _fail(name, f"{case}: {len(trained_on)} forward passes in train mode in one step: craft the adversarial "
+                      "examples with the given attack (it runs the model in eval mode), then one forward in train mode")
+            got = trained_on[0]
+            if got.shape[0] != 10:
+                _fail(name, f"{case}: the loss must be on the whole mixed batch of 10 examples, got {got.shape[0]} "
+                      "(adversarial and clean examples together)")
+            attacked = (got - x).flatten(1).abs().amax(1) > 0
+            if not torch.equal(attacked, ref_trained_on[0].sub(x).flatten(1).abs().amax(1) > 0):
+                _fail(name, f"{case}: trained on adversarial examples at rows {attacked.nonzero().flatten().tolist()}; "
+                      f"expected the first round(ratio * B) = {k} rows adversarial and the rest clean")
+            if rel_error(got, ref_trained_on[0]) > 1e-5:
+                _fail(name, f"{case}: the adversarial rows differ from attack(model, x[:k], y[:k]) (relative "
+                      f"{rel_error(got, ref_trained_on[0]):.2e}): craft them with the given attack, before the update")
+            err = max(rel_error(torch.tensor(losses), torch.tensor(ref_losses)), rel_error(weights, ref_weights))
+            if err > 1e-5:
+                _fail(name, f"{case}: losses or weights after two steps differ from training.train_step's (relative "
+                      f"{err:.2e}): optimizer.zero_grad() before backward, descend on the mean cross-entropy, one step")
+    print(f"[{name}] mixed batches, train mode, losses and weights match training.train_step "
+          f"for ratio in {list(ratios)}: PASSED")
 
 
 def check_art_classifier(learner_fn):
