@@ -108,6 +108,14 @@ def _cross_entropy(logits, y):
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def _score(logits, y, targeted=False, loss_fn=_cross_entropy) -> torch.Tensor:
+    """How good an adversarial input is, per example (B,): success dominates; among equals the higher
+    (untargeted) / lower (targeted) loss. ``pgd`` (restarts), ``WorstOf`` and ``SpatialGrid`` keep the best."""
+    loss = loss_fn(logits, y)
+    success = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
+    return success.float() * 1e6 + (-loss if targeted else loss)
+
+
 def fgsm(model, x, y, eps: float, norm: str = "linf", targeted: bool = False, loss_fn=_cross_entropy) -> torch.Tensor:
     """Fast gradient (sign) method: one step of length eps along the steepest-ascent direction.
 
@@ -158,11 +166,7 @@ def pgd(
                 delta = project(ascent_step(delta, grad, alpha, norm), eps, norm)
                 delta = (x + delta).clamp(0, 1) - x
             with torch.no_grad():
-                logits = model(x + delta)
-                loss = loss_fn(logits, y)
-                success = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
-                # success dominates; among equals the higher (untargeted) / lower (targeted) loss
-                score = success.float() * 1e6 + (-loss if targeted else loss)
+                score = _score(model(x + delta), y, targeted, loss_fn)
                 better = score > best_score
                 best[better] = (x + delta)[better]
                 best_score = torch.where(better, score, best_score)
@@ -252,3 +256,117 @@ class AttackConfig:
         if self.kind == "pgd":
             parts += [f"steps={self.steps}", f"restarts={self.restarts}"] + ([] if self.random_start else ["start=x"])
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class WorstOf:
+    """A union of threat models: ``WorstOf((linf_cfg, l2_cfg))(model, x, y)`` runs every attack and keeps,
+    per example, the output that fools the model, else the one with the highest loss (as ``pgd`` picks
+    among its restarts). Training on it is the "max" strategy of Tramer & Boneh (2019) and Maini,
+    Wong & Kolter (2020, MAX): the inner maximization over the union of the balls. Notebook 04.
+
+    attacks: untargeted ``AttackConfig`` values (any norms and radii). x: (B, C, H, W) in [0, 1].
+    """
+
+    attacks: tuple
+
+    def __post_init__(self):
+        attacks = tuple(self.attacks)
+        if not attacks or not all(isinstance(a, AttackConfig) and not a.targeted for a in attacks):
+            raise ValueError(f"WorstOf needs one or more untargeted AttackConfig values, got {self.attacks!r}")
+        object.__setattr__(self, "attacks", attacks)
+
+    def __call__(self, model, x, y):
+        with eval_mode(model):
+            best = x.detach().clone()
+            best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
+            for attack in self.attacks:
+                x_adv = attack(model, x, y)
+                with torch.no_grad():
+                    score = _score(model(x_adv), y)
+                better = score > best_score
+                best[better] = x_adv[better]
+                best_score = torch.where(better, score, best_score)
+        return best.detach()
+
+    def __str__(self):
+        return "worst of (" + "; ".join(str(a) for a in self.attacks) + ")"
+
+
+def affine(x: torch.Tensor, angle, dx, dy) -> torch.Tensor:
+    """Rotate each image about its centre by ``angle`` degrees (counter-clockwise as displayed), then
+    shift it ``dx`` pixels right and ``dy`` pixels down; bilinear, zeros (black) outside.
+
+    x: (B, C, H, W) in [0, 1]; angle, dx, dy: numbers or (B,) tensors. Integer shifts of an unrotated
+    image are exact. Engstrom et al. (2019) attack with these transformations (notebooks 01, 04).
+    """
+    b, _, h, w = x.shape
+    def per_example(v):
+        return torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(b)
+    a = torch.deg2rad(per_example(angle))
+    cos, sin = torch.cos(a), torch.sin(a)
+    # affine_grid maps output coordinates (x right, y down, in [-1, 1]) to input ones
+    theta = torch.stack([torch.stack([cos, -sin, -2 * per_example(dx) / w], 1),
+                         torch.stack([sin, cos, -2 * per_example(dy) / h], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class SpatialGrid:
+    """The rotation + translation threat model of Engstrom, Tran, Tsipras, Schmidt & Madry (2019), attacked
+    by exhaustive grid search: ``SpatialGrid()(model, x, y) -> x_adv``; ``str()`` is the threat model.
+
+    Rotations within +-``max_angle`` degrees (``angles`` evenly spaced values), shifts within
+    +-``max_shift`` pixels per axis (``shifts`` values per axis). Per example the attack keeps the
+    grid point that fools the model, else the one with the highest loss; the identity (0, 0, 0) is
+    tried first and replaced only by a strictly better point, so a model indifferent to the
+    transformations gets its input back. ``last_params`` is not kept (frozen value): use ``search``.
+    MNIST defaults: +-30 degrees and +-3 pixels (Engstrom et al.'s MNIST ranges). x in [0, 1].
+    """
+
+    max_angle: float = 30.0
+    max_shift: int = 3
+    angles: int = 31
+    shifts: int = 7
+
+    def __post_init__(self):
+        check_nonnegative(self.max_angle, "max_angle")
+        check_nonnegative(self.max_shift, "max_shift")
+        check_positive_int(self.angles, "angles")
+        check_positive_int(self.shifts, "shifts")
+
+    def grid(self) -> list[tuple[float, float, float]]:
+        """The (angle, dx, dy) points, identity first."""
+        angles = torch.linspace(-self.max_angle, self.max_angle, self.angles).tolist() if self.angles > 1 else [0.0]
+        shifts = torch.linspace(-self.max_shift, self.max_shift, self.shifts).tolist() if self.shifts > 1 else [0.0]
+        points = [(a, dx, dy) for a in angles for dx in shifts for dy in shifts]
+        return [(0.0, 0.0, 0.0)] + [p for p in points if p != (0.0, 0.0, 0.0)]
+
+    def search(self, model, x, y):
+        """``(x_adv, params)``: the worst grid point per example; params (B, 3) = (angle, dx, dy)."""
+        check_images(x)
+        y = check_labels(y, x)
+        points = self.grid()
+        with eval_mode(model), torch.no_grad():
+            best, params = x.detach().clone(), torch.zeros(x.shape[0], 3, device=x.device)
+            best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
+            for i, (a, dx, dy) in enumerate(points):
+                x_t = x if i == 0 else affine(x, a, dx, dy)
+                logits = model(x_t)
+                if i == 0:
+                    check_label_range(y, logits.shape[1])
+                score = _score(logits, y)
+                better = score > best_score
+                best[better] = x_t[better]
+                params[better] = torch.tensor([a, dx, dy], device=x.device, dtype=params.dtype)
+                best_score = torch.where(better, score, best_score)
+        return best, params
+
+    def __call__(self, model, x, y):
+        return self.search(model, x, y)[0]
+
+    def __str__(self):
+        n = len(self.grid())
+        return (f"rotation+translation grid |angle|<={format_number(float(self.max_angle))} deg ({self.angles} values) "
+                f"|shift|<={self.max_shift} px ({self.shifts} per axis), worst of {n}")

@@ -8,6 +8,9 @@
   Hein 2020). The course spells norms ``"linf"`` / ``"l2"``; the library's spelling stays here.
 - ``square(eps, norm, n_queries)``: ``attack(model, x, y)`` running torchattacks' Square attack
   (Andriushchenko et al. 2020), gradient-free: the gradient-masking checklist's black-box row.
+- ``jsma(theta, gamma)``: ``attack(model, x, y)`` running ART's ``SaliencyMapMethod`` (JSMA,
+  Papernot et al. 2016), a sparse (L0) attack towards a seeded random wrong class: notebook 04's
+  L-infinity trap table.
 
 All take x: (B, C, H, W) in [0, 1] and return adversarial inputs in [0, 1] on x's device.
 ART and torchattacks are imported only when an adapter is called.
@@ -89,5 +92,35 @@ def square(eps: float, norm: str = "linf", n_queries: int = 1000, seed: int = 0)
         atk = torchattacks.Square(model, norm=_TORCHATTACKS_NORM[norm], eps=eps, n_queries=n_queries, n_restarts=1,
                                   loss="margin", seed=seed)
         return atk(x, y).detach()
+
+    return attack
+
+
+def jsma(theta: float = 1.0, gamma: float = 0.1, num_classes: int = 10, seed: int = 0, batch_size: int = 128):
+    """``attack(model, x, y)`` running ART's ``SaliencyMapMethod``: the Jacobian-based saliency map attack
+    (Papernot et al. 2016), a sparse (L0) threat model.
+
+    Each image is pushed towards a target class drawn uniformly among the 9 wrong ones (seeded by
+    ``seed``, so the same images get the same targets): pairs of pixels are changed by ``theta``
+    (1.0 = set to white) until the target is predicted or a fraction ``gamma`` of the pixels has
+    changed (0.1 = at most 78 of MNIST's 784). Images the model already gets wrong are returned
+    unchanged (a failed search may end on the true class), so accuracy under it is at most the clean
+    accuracy. x: (B, C, H, W) in [0, 1] -> x_adv on x's device.
+    """
+    import numpy as np
+    from art.attacks.evasion import SaliencyMapMethod
+
+    def attack(model, x, y):
+        check_images(x)
+        g = torch.Generator().manual_seed(seed)
+        offset = torch.randint(1, num_classes, (len(y),), generator=g)  # a wrong class per image, uniformly
+        targets = (y.detach().cpu() + offset) % num_classes
+        clf = art_classifier(model, x.shape[1:], num_classes)
+        atk = SaliencyMapMethod(clf, theta=theta, gamma=gamma, batch_size=batch_size, verbose=False)
+        x_adv = atk.generate(x=x.detach().cpu().numpy().astype("float32"), y=targets.numpy().astype(np.int64))
+        x_adv = torch.from_numpy(x_adv).to(device=x.device, dtype=x.dtype).clamp(0, 1)
+        with torch.no_grad():
+            wrong = model(x).argmax(1) != y
+        return torch.where(wrong.view(-1, *[1] * (x.ndim - 1)), x, x_adv)
 
     return attack

@@ -6,11 +6,14 @@
 - ``checkpoints``: ``save_checkpoint`` / ``load_checkpoint`` (SHA-256 sidecar, ``weights_only``),
   ``load_model_file`` (the gate's and the service's loader), ``ModelFileError``, ``cached_model``
   (and its ``cached_model_path``).
+- ``union``: notebook 04's L-infinity trap: the standard, L-inf, L2 and union-trained MNIST models of
+  one recipe (``union.model(kind)``), the threat models of its table and the findings read from it.
 """
 from .adversarial import AdversarialTrainingConfig, FitResult, adversarial_fit, curriculum
 from .checkpoints import (ModelFileError, cached_model, cached_model_path, load_checkpoint, load_model_file, read_sidecar,
                           save_checkpoint)
 from .loop import cross_entropy_loss, fit, make_optimizer, mix_batch, train_epoch, train_step
+from . import union
 
 __all__ = ["AdversarialTrainingConfig", "FitResult", "ModelFileError", "adversarial_fit", "cached_model",
            "cached_model_path", "cross_entropy_loss", "curriculum", "fit", "load_checkpoint", "load_model_file", "make_optimizer",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ..attacks import AttackConfig
+from ..attacks import AttackConfig, WorstOf
 from ..evaluation import evaluate
 from ..validation import check_nonnegative, check_positive_int
 from .checkpoints import save_checkpoint
@@ -81,6 +81,10 @@ class AdversarialTrainingConfig:
     after every epoch (default: PGD-10 at the attack's eps with the default step). patience /
     drop: early stopping (epochs without a new best; a fall of more than ``drop`` below the best =
     catastrophic overfitting). restore_best: keep the best held-out epoch (Rice et al. 2020).
+    union: more threat models trained on at once (``AttackConfig`` values, e.g. an L2 ball beside an
+    L-infinity ``attack``): each example is then trained on the worst of ``attack`` and these
+    (``attacks.WorstOf``: the "max" strategy of Tramer & Boneh 2019 / Maini et al. 2020), all ramped
+    by the same fraction; the default held-out check is then the worst of every default check.
     """
 
     attack: AttackConfig
@@ -95,22 +99,33 @@ class AdversarialTrainingConfig:
     patience: int | None = None
     drop: float | None = None
     restore_best: bool = True
+    union: tuple = ()
 
     def __post_init__(self):
         check_positive_int(self.epochs, "epochs")
+        object.__setattr__(self, "union", tuple(self.union))
+        if not all(isinstance(a, AttackConfig) and not a.targeted for a in self.union):
+            raise ValueError(f"union must hold untargeted AttackConfig values, got {self.union!r}")
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {self.ratio!r}")
         if self.val_attack is None:
-            object.__setattr__(self, "val_attack", self.default_check(self.attack))
+            object.__setattr__(self, "val_attack", self.default_val_attack())
         if self.drop is not None:
             check_nonnegative(self.drop, "drop")
 
     def replace(self, **changes) -> "AdversarialTrainingConfig":
         """A copy with some fields changed. A new ``attack`` also resets the held-out check to its
         default for the new attack, unless this config's check was chosen by hand or ``val_attack`` is given."""
-        if "attack" in changes and "val_attack" not in changes and self.val_attack == self.default_check(self.attack):
+        if ({"attack", "union"} & set(changes) and "val_attack" not in changes
+                and self.val_attack == self.default_val_attack()):
             changes["val_attack"] = None
         return dataclasses.replace(self, **changes)
+
+    def default_val_attack(self):
+        """``default_check(attack)``, or with a ``union`` the ``WorstOf`` of every member's default check."""
+        if not self.union:
+            return self.default_check(self.attack)
+        return WorstOf(tuple(self.default_check(a) for a in (self.attack, *self.union)))
 
     @staticmethod
     def default_check(attack: AttackConfig) -> AttackConfig:
@@ -125,19 +140,33 @@ class AdversarialTrainingConfig:
         """The training attack of one ``schedule()`` entry: its eps and steps, the same alpha / eps."""
         a = self.attack
         alpha = a.alpha * entry["eps"] / a.eps if a.eps > 0 else a.alpha
-        return dataclasses.replace(a, eps=entry["eps"], steps=entry["steps"], alpha=alpha,
-                                   generator=generator if generator is not None else a.generator)
+        attack = dataclasses.replace(a, eps=entry["eps"], steps=entry["steps"], alpha=alpha,
+                                     generator=generator if generator is not None else a.generator)
+        if not self.union:
+            return attack
+        t = entry["eps"] / a.eps if a.eps > 0 else 1.0  # the ramp's fraction, applied to every member
+        return WorstOf((attack, *(dataclasses.replace(u, eps=u.eps * t, alpha=u.alpha * t,
+                                                      steps=max(1, int(round(1 + (u.steps - 1) * t))),
+                                                      generator=generator if generator is not None else u.generator)
+                                  for u in self.union)))
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (attacks as their fields, without generators): for recipes and cache keys."""
         def plain(c):
             return {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "generator"}
+        def value(c):
+            return {"worst_of": [plain(a) for a in c.attacks]} if isinstance(c, WorstOf) else plain(c)
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["attack"], d["val_attack"] = plain(self.attack), plain(self.val_attack)
+        d["attack"], d["val_attack"] = plain(self.attack), value(self.val_attack)
+        if self.union:
+            d["union"] = [plain(a) for a in self.union]
+        else:
+            del d["union"]  # recipes without a union keep the keys (and cache names) they always had
         return d
 
     def __str__(self):
-        return (f"{self.attack} x {self.epochs} epochs, ratio={self.ratio:g}, ramp={self.ramp_epochs}, "
+        attack = str(self.attack) if not self.union else str(WorstOf((self.attack, *self.union)))
+        return (f"{attack} x {self.epochs} epochs, ratio={self.ratio:g}, ramp={self.ramp_epochs}, "
                 f"{self.optimizer} lr={self.lr:g} ({self.lr_schedule}); check: {self.val_attack}")
 
 
@@ -169,7 +198,7 @@ def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, 
         t0 = time.perf_counter()
         r = train_epoch(model, loader, opt, attack, sched, progress=progress, desc=f"epoch {e + 1}/{c.epochs}",
                         ratio=c.ratio, step=e * len(loader), total_steps=total)
-        row = {"epoch": e + 1, "eps": attack.eps, "steps": attack.steps, "loss": r["loss"], "train_acc": r["accuracy"],
+        row = {"epoch": e + 1, "eps": schedule[e]["eps"], "steps": schedule[e]["steps"], "loss": r["loss"], "train_acc": r["accuracy"],
                "seconds": time.perf_counter() - t0}
         if val is not None:
             row["val_clean"] = evaluate(model, val, progress=False).accuracy

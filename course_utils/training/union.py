@@ -1,0 +1,193 @@
+"""The L-infinity trap (notebook 04, ``benchmarks/linf_trap.py``): one recipe, four training threat models.
+
+A model trained for one Lp ball is tested in others (Tramer & Boneh 2019, "Adversarial Training and
+Robustness for Multiple Perturbations"; Engstrom et al. 2019 for rotations and translations). To
+make the comparison unconfounded, the four MNIST models share the recipe of
+``zoo.recipe("mnist", profile)`` (data, held-out split, data order, width, epochs, optimizer, LR
+schedule, early stopping); only the training attack differs:
+
+- ``"standard"``: no adversarial example (``ratio=0``); the epoch kept is the best held-out clean one;
+- ``"linf"``: the course's robust model itself, ``zoo.robust_model("mnist")`` (L-infinity, eps 0.3);
+- ``"l2"``: the same attack in the L2 ball of radius ``L2_EPS`` (alpha scaled by L2_EPS / 0.3);
+- ``"union"``: per example the worst of both (``AdversarialTrainingConfig(union=...)``: the "max"
+  strategy of Tramer & Boneh 2019 and Maini, Wong & Kolter 2020).
+
+``model(kind)`` trains (or loads from the cache) one of them; ``threat_models()`` are the table's
+columns; ``trap_table`` evaluates every model under every threat model (accuracy, n, 95%
+Clopper-Pearson interval); ``findings`` reads the table (did the L-inf robustness transfer, what the
+union costs), for the notebook and the benchmark alike. x: (B, 1, 28, 28) in [0, 1].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+from ..attacks import AttackConfig, SpatialGrid, WorstOf
+from ..config import get_device, get_profile
+from ..evaluation import EvalResult, evaluate, threat_string
+
+KINDS = ("standard", "linf", "l2", "union")
+LINF_EPS = 0.3  # the trained and tested L-infinity radius (Madry et al. 2018)
+L2_EPS = 2.0  # the L2 radius on MNIST of Tramer & Boneh (2019) and Maini et al. (2020)
+
+
+def to_norm(cfg: AttackConfig, norm: str, eps: float) -> AttackConfig:
+    """The same attack (kind, steps, restarts, alpha / eps) in another ball: ``norm`` of radius ``eps``."""
+    return cfg.replace(norm=norm, eps=eps, alpha=cfg.alpha * eps / cfg.eps if cfg.eps > 0 else None)
+
+
+def recipe(kind: str, profile: str | None = None) -> dict:
+    """The recipe of model ``kind``: ``zoo.recipe("mnist", profile)`` with only the training attack
+    (and the held-out check that follows it) changed."""
+    from .. import zoo
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    r = zoo.recipe("mnist", profile)
+    t = r["train"]
+    if kind == "standard":
+        t = t.replace(ratio=0.0, val_attack=AttackConfig(0.0))  # eps 0: the held-out check is clean accuracy
+    elif kind == "l2":
+        t = t.replace(attack=to_norm(t.attack, "l2", L2_EPS), val_attack=to_norm(t.val_attack, "l2", L2_EPS))
+    elif kind == "union":
+        t = t.replace(union=(to_norm(t.attack, "l2", L2_EPS),),
+                      val_attack=WorstOf((t.val_attack, to_norm(t.val_attack, "l2", L2_EPS))))
+    return {**r, "train": t}
+
+
+def cache_name(kind: str, profile: str | None = None) -> str:
+    """The cache key of model ``kind``: profile and a hash of its recipe (``zoo.cache_name`` for "linf")."""
+    from .. import zoo
+
+    profile = profile or get_profile().name
+    if kind == "linf":
+        return zoo.cache_name("mnist", profile)
+    digest = hashlib.sha256(zoo.recipe_json(recipe(kind, profile)).encode()).hexdigest()[:10]
+    return f"mnist_{kind}_{profile}_{digest}"
+
+
+def model(kind: str, profile: str | None = None, device=None, progress: bool = True):
+    """``(model in eval mode, history DataFrame or None, recipe)`` for ``kind`` in ``KINDS``.
+
+    "linf" is ``zoo.robust_model("mnist", profile)``. The others are trained once with
+    ``adversarial_fit`` on the same ``n_train`` images in the same order (loader seed 0), checked on the
+    same ``n_val`` held-out images, from initial weights seeded 0, and cached with ``cached_model``;
+    the per-epoch history is kept in the checkpoint's sidecar (``None`` when it has none).
+    """
+    import pandas as pd
+
+    from .. import zoo
+    from ..data import load_dataset, make_loader
+    from .adversarial import adversarial_fit
+    from .checkpoints import ModelFileError, cached_model, cached_model_path, read_sidecar
+
+    profile = profile or get_profile().name
+    device = device or get_device()
+    if kind == "linf":
+        return zoo.robust_model("mnist", profile, device=device, progress=progress)
+    r = recipe(kind, profile)
+    name = cache_name(kind, profile)
+    meta = {"recipe": json.loads(zoo.recipe_json(r))}
+
+    def train(m):
+        ds = load_dataset("mnist", "train")
+        train_idx, val_idx = zoo.split_indices(len(ds), r["n_train"], r["n_val"])  # zoo.robust_model's split
+        loader = make_loader(torch.utils.data.Subset(ds, train_idx.tolist()), r["batch"], shuffle=True, seed=0)
+        xv, yv = ds.tensors(val_idx)
+        res = adversarial_fit(m, loader, r["train"], val=(xv.to(device), yv.to(device)), progress=progress)
+        meta["history"] = res.history.to_dict(orient="list")
+
+    def build():
+        torch.manual_seed(0)
+        return zoo.build(r)
+
+    m = cached_model(name, build, train, meta=meta, device=device)
+    history = meta.get("history")
+    if history is None:
+        try:
+            history = read_sidecar(cached_model_path(name)).get("history")
+        except ModelFileError:
+            history = None
+    return m.to(device).eval(), (pd.DataFrame(history) if history else None), r
+
+
+def threat_models(profile: str | None = None) -> dict:
+    """The table's columns, ``{name: (attack(model, x, y) -> x_adv, threat string)}``, sized by the profile.
+
+    L-infinity PGD at eps 0.3 and L2 PGD at ``L2_EPS`` (``P.attack_steps`` steps of the default
+    alpha = 2.5 eps / steps, ``P.restarts`` restarts); the rotation + translation grid of Engstrom et
+    al. (2019) (+-30 degrees, +-3 pixels; 31 x 7 x 7 points, 7 x 3 x 3 in smoke); ART's JSMA
+    (Papernot et al. 2016) to a seeded random wrong class, at most 10% of the pixels.
+    """
+    from ..interop import jsma
+
+    P = get_profile(profile)
+    linf = AttackConfig(LINF_EPS, steps=P.attack_steps, restarts=P.restarts)
+    spatial = SpatialGrid(30.0, 3, angles=P.pick(smoke=7, quick=31, full=31), shifts=P.pick(smoke=3, quick=7, full=7))
+    theta, gamma = 1.0, 0.1
+    return {"clean": (None, "clean"),
+            "L-inf PGD": (linf, str(linf)),
+            "L2 PGD": (to_norm(linf, "l2", L2_EPS), str(to_norm(linf, "l2", L2_EPS))),
+            "rotation+translation": (spatial, str(spatial)),
+            "sparse (JSMA)": (jsma(theta, gamma), threat_string("JSMA (ART) to a random wrong class", norm="l0",
+                                                               theta=theta, gamma=gamma))}
+
+
+def trap_table(models: dict, x, y, threats: dict, progress: bool = False) -> dict:
+    """``{(model name, threat name): EvalResult}`` for every model under every threat model, on (x, y)."""
+    results = {}
+    for m_name, m in models.items():
+        for t_name, (attack, threat) in threats.items():
+            results[(m_name, t_name)] = evaluate(m, (x, y), attack, threat=threat, progress=progress)
+    return results
+
+
+def cell(r: EvalResult) -> str:
+    """``"93.2% (91.0-95.0)"``: accuracy and its 95% interval, in percent."""
+    lo, hi = r.ci
+    return f"{100 * r.accuracy:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})"
+
+
+def as_frame(results: dict):
+    """The table as a DataFrame of ``cell`` strings: one row per model, one column per threat model."""
+    import pandas as pd
+
+    models = list(dict.fromkeys(m for m, _ in results))
+    threats = list(dict.fromkeys(t for _, t in results))
+    return pd.DataFrame([[cell(results[(m, t)]) for t in threats] for m in models], index=models, columns=threats)
+
+
+def below(a: EvalResult, b: EvalResult) -> bool:
+    """a is below b beyond noise: a's 95% interval lies entirely under b's."""
+    return a.ci[1] < b.ci[0]
+
+
+def findings(results: dict, reference: str = "L-inf PGD") -> list[str]:
+    """Sentences read from ``trap_table``'s results (model names "standard", "linf", "l2", "union"):
+    for the L-inf model, whether its robustness under ``reference`` carried over to each other threat
+    model (its accuracy there far below, i.e. 95% intervals apart) and whether it beats the standard
+    model there; then what the union model costs in clean and L-inf accuracy against the L-inf model
+    and what it gains in L2. Every sentence carries its numbers."""
+    out = []
+    threats = list(dict.fromkeys(t for _, t in results))
+    ref = results[("linf", reference)]
+    for t in threats:
+        if t in ("clean", reference):
+            continue
+        r, s = results[("linf", t)], results[("standard", t)]
+        verdict = ("did NOT transfer" if below(r, ref) else "held (not significantly below)")
+        vs_std = ("better than the standard model" if below(s, r) else "worse than the standard model"
+                  if below(r, s) else "no better than the standard model (intervals overlap)")
+        out.append(f"L-inf model under {t}: {cell(r)} vs {cell(ref)} under {reference}: robustness {verdict}; "
+                   f"{vs_std} ({cell(s)}).")
+    if ("union", "clean") in results:
+        for t in ("clean", reference, "L2 PGD"):
+            if ("union", t) not in results:
+                continue
+            u, li = results[("union", t)], results[("linf", t)]
+            diff = 100 * (u.accuracy - li.accuracy)
+            sig = "beyond noise" if below(u, li) or below(li, u) else "within noise"
+            out.append(f"union vs L-inf model, {t}: {cell(u)} vs {cell(li)} ({diff:+.1f} points, {sig}).")
+    return out
