@@ -189,6 +189,21 @@ def read_mnist_file(path) -> np.ndarray:
         raise fail(f"has SHA-256 {digest[:16]}..., not the official {expected[:16]}...: it is well-formed but "
                    "its content was changed or damaged")
     return array
+
+
+def data_source(name: str) -> str:
+    """Which copy ``load_dataset(name)`` reads now: for CIFAR-10 the official batches or the offline
+    JPEG re-encoded archive (accuracies differ slightly between them); MNIST's copies are exact."""
+    key = str(name).lower().replace("-", "").replace("_", "")
+    if key != "cifar10":
+        return f"{name} (exact copy)"
+    if (data_dir() / "cifar-10-batches-py").is_dir():
+        return "cifar10: official python batches"
+    if (data_dir() / CIFAR10_JPEG_ARCHIVE).exists():
+        return f"cifar10: JPEG re-encoded archive {CIFAR10_JPEG_ARCHIVE} (SHA-256 {CIFAR10_JPEG_SHA256[:12]}...)"
+    return "cifar10: not present (would be downloaded)"
+
+
 def _load_cifar10(split, download):
     root = data_dir()
     if (root / "cifar-10-batches-py").is_dir():

@@ -7,6 +7,9 @@
 - ``cifar_small_cnn``: a 4-block CNN (32-64-128-256 channels, batch norm) that trains on a CPU.
 - ``preact_resnet18``: PreActResNet-18 (He et al. 2016), the full-profile CIFAR-10 model of
   Wong et al. (2020) and Rice et al. (2020).
+- ``resnet20``: the CIFAR ResNet-20 of He et al. (2016, section 4.2): 3 stages of 3 basic blocks,
+  16-32-64 channels, about 0.27 M parameters; the course ships one trained by its own recipe
+  (``zoo.pretrained("resnet20_cifar10")``, project p1).
 - ``Preprocessed(model, transform)``: f(g(x)), a model behind a fixed input transformation,
   differentiated as written. Behind a quantizer (``sanitization.bit_depth``) its input gradient is
   zero: the fake-robust model of the gradient-masking checklist (notebooks 03, 04).
@@ -143,11 +146,43 @@ def preact_resnet18(num_classes: int = 10) -> PreActResNet:
     return PreActResNet((2, 2, 2, 2), num_classes)
 
 
+class BasicBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus the shortcut, then ReLU (He et al. 2016); a 1x1 conv + BN shortcut
+    where the shape changes (their option B)."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet20(num_classes: int = 10, blocks: int = 3) -> nn.Sequential:
+    """The CIFAR ResNet of He et al. (2016) with ``6 * blocks + 2`` layers (ResNet-20 for blocks = 3),
+    for 32x32 inputs in [0, 1] (CIFAR-10 normalization built in)."""
+    layers, cin = [Normalize(CIFAR10_MEAN, CIFAR10_STD), *_conv_bn(3, 16)], 16
+    for stage, cout in enumerate((16, 32, 64)):
+        for j in range(blocks):
+            layers.append(BasicBlock(cin, cout, stride=2 if (stage > 0 and j == 0) else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
 MODELS = {
     "mnist_small_cnn": mnist_small_cnn,
     "mnist_madry_cnn": mnist_madry_cnn,
     "cifar_small_cnn": cifar_small_cnn,
     "preact_resnet18": preact_resnet18,
+    "resnet20": resnet20,
 }
 
 
