@@ -14,7 +14,7 @@ Three steps, each selectable, all on ``get_device()`` (``COURSE_DEVICE`` overrid
              2020), trained from scratch in its own cache folder, with bf16 autocast (``--amp``) and
              channels-last weights (``--channels-last``) where they help (default: on CUDA only).
              Then clean and PGD-20 (L-inf eps 8/255, alpha 2/255, 1 start) accuracy on the profile's
-             ``n_test`` test images (all 10,000 in full), and AutoAttack (standard, torchattacks) on a
+             ``n_test`` test images (all 10,000 in full), and AutoAttack (standard; official pyautoattack when installed, else torchattacks) on a
              stratified subset of ``--aa-n`` test images (full: 500; PGD-20 on the same images beside
              it), each with its n and a 95% Clopper-Pearson interval.
 
@@ -144,7 +144,7 @@ def step_train(opts, device) -> dict:
     from course_utils import zoo
     from course_utils.attacks import AttackConfig
     from course_utils.data import load_dataset, subset_tensors
-    from course_utils.evaluation import evaluate, threat_string
+    from course_utils.evaluation import evaluate
     from course_utils.interop import autoattack
     from course_utils.training import cached_model_path
 
@@ -184,11 +184,10 @@ def step_train(opts, device) -> dict:
         xa, ya = subset_tensors(test, aa_n, seed=0)  # stratified, like the n_test images
         gen = torch.Generator().manual_seed(0)  # seeds PGD's random starts (on the CPU, as everywhere in the course)
         pgd20 = AttackConfig(EPS, steps=20, alpha=2 / 255, generator=gen)
-        aa_threat = threat_string("AutoAttack (standard, torchattacks)", norm="linf", eps=EPS)
         results, t0 = {}, time.perf_counter()
         for key, data, attack, threat in (("clean", (x, y), None, "clean"), ("pgd20", (x, y), pgd20, None),
                                           ("pgd20_aa_subset", (xa, ya), pgd20, None),
-                                          ("autoattack", (xa, ya), autoattack(EPS), aa_threat)):
+                                          ("autoattack", (xa, ya), autoattack(EPS), None)):  # str() names the implementation
             t1 = time.perf_counter()
             res = evaluate(model, data, attack, threat=threat, progress=opts.progress)
             lo, hi = res.ci

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .attacks import AttackConfig, format_number
-from .interop import autoattack, square
+from .interop import AutoAttack, autoattack, square
 from .validation import (check_images, check_label_range, check_labels, check_positive_int, check_probability,
                          eval_mode)
 
@@ -91,10 +91,11 @@ def threat_string(attack_name: str = "clean", **params) -> str:
 
 
 def describe_attack(attack) -> str:
-    """The threat-model string of ``attack``: ``str(attack)`` for an ``AttackConfig``, else "attack"."""
+    """The threat-model string of ``attack``: ``str(attack)`` for an ``AttackConfig`` or an
+    ``interop.AutoAttack`` (which names the implementation that ran), else "attack"."""
     if attack is None:
         return "clean"
-    return str(attack) if isinstance(attack, AttackConfig) else "attack"
+    return str(attack) if isinstance(attack, (AttackConfig, AutoAttack)) else "attack"
 
 
 @torch.no_grad()
@@ -316,11 +317,12 @@ def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int = 1
 
 def robustness_ladder(model, data, eps: float, weak: AttackConfig | None = None, strong: AttackConfig | None = None,
                       auto: bool = True, num_classes: int = 10, batch_size: int = 250, progress: bool = True,
-                      generator=None):
+                      generator=None, autoattack_impl: str | None = None):
     """Clean, weak PGD, strong PGD and AutoAttack accuracy on the same images: a list of ``EvalResult``.
 
     weak / strong: ``AttackConfig``s (default: PGD-20 and PGD-50 x 10 restarts at ``eps`` with the
-    default step). Each result carries its threat model and a 95% Clopper-Pearson interval.
+    default step). Each result carries its threat model and a 95% Clopper-Pearson interval; the
+    AutoAttack row names its implementation (``autoattack_impl``: see ``interop.autoattack``).
     """
     weak = weak or AttackConfig(eps, steps=20, generator=generator)
     strong = strong or AttackConfig(eps, steps=50, restarts=10, generator=generator)
@@ -330,6 +332,6 @@ def robustness_ladder(model, data, eps: float, weak: AttackConfig | None = None,
         r.threat = f"{r.threat} ({name})"
         out.append(r)
     if auto:
-        out.append(evaluate(model, data, autoattack(eps, num_classes=num_classes), batch_size=batch_size, progress=progress,
-                            threat=threat_string("AutoAttack (standard)", norm="linf", eps=eps)))
+        out.append(evaluate(model, data, autoattack(eps, num_classes=num_classes, impl=autoattack_impl),
+                            batch_size=batch_size, progress=progress))
     return out

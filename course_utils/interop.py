@@ -4,8 +4,11 @@
   [0, 1], normalization inside) as ART's ``PyTorchClassifier`` on the model's device; pass an
   optimizer when ART's trainers (``AdversarialTrainer``) will train it.
 - ``carlini_wagner``: ART's Carlini-Wagner L2 / L-infinity attacks (Carlini & Wagner 2017b).
-- ``autoattack(eps, norm)``: ``attack(model, x, y)`` running torchattacks' AutoAttack (Croce &
-  Hein 2020). The course spells norms ``"linf"`` / ``"l2"``; the library's spelling stays here.
+- ``autoattack(eps, norm, impl=None)``: an ``AutoAttack`` run as ``attack(model, x, y)`` (Croce & Hein
+  2020): the authors' reference code (``impl="official"``, the PyPI package ``pyautoattack``, what
+  RobustBench uses; the default when installed) or torchattacks' port (``impl="torchattacks"``, the
+  fallback and the cross-check). ``str(attack)`` names the implementation that ran. The course
+  spells norms ``"linf"`` / ``"l2"``; the libraries' spellings stay here.
 - ``square(eps, norm, n_queries)``: ``attack(model, x, y)`` running torchattacks' Square attack
   (Andriushchenko et al. 2020), gradient-free: the gradient-masking checklist's black-box row.
 - ``jsma(theta, gamma)``: ``attack(model, x, y)`` running ART's ``SaliencyMapMethod`` (JSMA,
@@ -13,13 +16,17 @@
   L-infinity trap table.
 
 All take x: (B, C, H, W) in [0, 1] and return adversarial inputs in [0, 1] on x's device.
-ART and torchattacks are imported only when an adapter is called.
+ART, torchattacks and pyautoattack are imported only when an adapter is called.
 """
 from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
 
 import torch
 from torch import nn
 
+from .attacks import format_number
 from .validation import check_images, check_norm
 
 _TORCHATTACKS_NORM = {"linf": "Linf", "l2": "L2"}
@@ -57,23 +64,91 @@ def carlini_wagner(model: nn.Module, x: torch.Tensor, norm: str = "l2", num_clas
     return torch.from_numpy(x_adv).to(device=x.device, dtype=x.dtype).clamp(0, 1)
 
 
-def autoattack(eps: float, norm: str = "linf", version: str = "standard", num_classes: int = 10, seed: int = 0):
-    """``attack(model, x, y)`` running torchattacks' AutoAttack (Croce & Hein 2020) on [0, 1] inputs.
+AUTOATTACK_IMPLS = ("official", "torchattacks")
 
-    norm: ``"linf"`` or ``"l2"`` (the course's spelling). The attack object is built once per model.
+
+def official_autoattack_available() -> bool:
+    """Whether Croce & Hein's reference AutoAttack (the PyPI package ``pyautoattack``) is installed."""
+    return importlib.util.find_spec("pyautoattack") is not None
+
+
+class AutoAttack:
+    """AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+    diverse parameter-free attacks") as ``attack(model, x, y) -> x_adv``; notebooks 04, 05.
+
+    version "standard": APGD-CE, APGD-T (9 target classes), FAB-T (9 targets) and Square (5,000
+    queries), each run on the images the previous ones did not break. impl: ``"official"`` (the
+    authors' code, ``pyautoattack``), ``"torchattacks"`` (torchattacks' port) or None: official when
+    installed, else torchattacks. ``str(self)`` is the threat model with the implementation, e.g.
+    ``AutoAttack (standard, official pyautoattack 0.2.0) linf eps=8/255``.
+    x: (B, C, H, W) in [0, 1] -> x_adv on x's device, ``||x_adv - x|| <= eps``, in [0, 1]. The
+    library's attack object is built once per model. Both implementations reseed torch's global
+    generator with ``seed`` before each attack (the libraries' own behaviour).
+
+    The two differ: the reference runs APGD-CE, APGD-T and FAB-T for 100 iterations each, while
+    torchattacks 3.3's ``AutoAttack`` leaves them at its classes' default of 10 (``steps=10``), so it
+    is the cheaper and possibly weaker one; ``tests/test_autoattack.py`` shows they agree within
+    sampling noise on a standard MNIST CNN. ``pyautoattack`` 0.2.0 carries the attack files of
+    fra31/auto-attack (identical up to imports and whitespace) behind a reworked ``AutoAttack``
+    wrapper (logging instead of prints, keyword-only arguments).
     """
-    import torchattacks
 
-    check_norm(norm)
-    cache = {}
+    def __init__(self, eps: float, norm: str = "linf", version: str = "standard", num_classes: int = 10,
+                 seed: int = 0, impl: str | None = None):
+        check_norm(norm)
+        if impl is None:
+            impl = "official" if official_autoattack_available() else "torchattacks"
+        if impl not in AUTOATTACK_IMPLS:
+            raise ValueError(f"impl must be one of {AUTOATTACK_IMPLS} or None, got {impl!r}")
+        if impl == "official" and not official_autoattack_available():
+            raise ImportError("impl='official' needs the reference AutoAttack: pip install pyautoattack "
+                              "(or impl='torchattacks')")
+        self.eps, self.norm, self.version, self.num_classes, self.seed, self.impl = eps, norm, version, num_classes, seed, impl
+        package = "pyautoattack" if impl == "official" else "torchattacks"
+        self.library = f"{package} {importlib.metadata.version(package)}"
+        self._cache = {}
 
-    def attack(model, x, y):
-        if id(model) not in cache:
-            cache[id(model)] = torchattacks.AutoAttack(model, norm=_TORCHATTACKS_NORM[norm], eps=eps, version=version,
-                                                       n_classes=num_classes, seed=seed)
-        return cache[id(model)](x, y).detach()
+    def __str__(self):
+        who = f"official {self.library}" if self.impl == "official" else self.library
+        return f"AutoAttack ({self.version}, {who}) {self.norm} eps={format_number(self.eps)}"
 
-    return attack
+    def __repr__(self):
+        return f"interop.AutoAttack({self})"
+
+    def _build(self, model, device):
+        if self.impl == "official":
+            import pyautoattack
+
+            aa = pyautoattack.AutoAttack(model, norm=_TORCHATTACKS_NORM[self.norm], eps=self.eps, version=self.version,
+                                         seed=self.seed, device=device)
+            if self.version == "standard":  # the library fixes 9 targets (CIFAR-10); fewer classes, fewer targets
+                aa.apgd_targeted.n_target_classes = aa.fab.n_target_classes = min(9, self.num_classes - 1)
+            return aa
+        import torchattacks
+
+        return torchattacks.AutoAttack(model, norm=_TORCHATTACKS_NORM[self.norm], eps=self.eps, version=self.version,
+                                       n_classes=self.num_classes, seed=self.seed)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        key = (id(model), x.device)
+        if key not in self._cache:
+            self._cache[key] = self._build(model, x.device)
+        if self.impl == "official":
+            x_adv, _ = self._cache[key].run_standard_evaluation(x, y, batch_size=len(x))
+            return x_adv.detach()
+        return self._cache[key](x, y).detach()
+
+
+def autoattack(eps: float, norm: str = "linf", version: str = "standard", num_classes: int = 10, seed: int = 0,
+               impl: str | None = None) -> AutoAttack:
+    """``attack(model, x, y)`` running AutoAttack (Croce & Hein 2020) on [0, 1] inputs: an ``AutoAttack``.
+
+    norm: ``"linf"`` or ``"l2"`` (the course's spelling). impl: ``"official"`` (``pyautoattack``, the
+    default when installed), ``"torchattacks"`` (the fallback and cross-check) or None (that choice).
+    ``str()`` of the result names the implementation; ``evaluation.evaluate`` prints it beside the number.
+    """
+    return AutoAttack(eps, norm=norm, version=version, num_classes=num_classes, seed=seed, impl=impl)
 
 
 def square(eps: float, norm: str = "linf", n_queries: int = 1000, seed: int = 0):
