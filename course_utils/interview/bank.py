@@ -154,6 +154,28 @@ BANK = [
      "loss for one product category. This notebook measures the per-class drop between a standard and an "
      "FGSM-RS trained MNIST CNN.",
      "09: per-class trade-off"),
+    ("at-seventy", "adversarial training",
+     "A manager asks for a ResNet on CIFAR-10 that keeps more than 70% accuracy under strong PGD at 8/255. "
+     "What do you answer?",
+     "Say where the state of the art stands (RobustBench, AutoAttack), what 70% costs (model size, generated data, "
+     "compute), what your own budget reaches, and which threats 70% still leaves open.",
+     "That is the state of the art, not a ResNet recipe. On RobustBench (CIFAR-10, L-infinity 8/255, AutoAttack on "
+     "the 10,000 test images) the single adversarially trained models at 70% or more are large (Ra)WideResNets of 79 "
+     "to 366 million parameters trained with 50 to 300 million generated images: Bartoldson et al. (2024), "
+     "WRN-94-16 with 300M synthetic images, 93.68% clean / 73.71% AutoAttack; Wang et al. (2023), WRN-70-16 with "
+     "50M, 93.25% / 70.69%; the entries above them post-process or ensemble such models. A ResNet-18 trained on "
+     "CIFAR-10 alone reaches about 52% (Addepalli et al. 2022: 85.71% / 52.48%), Wong et al.'s fast "
+     "PreActResNet-18 43.21%, and 100M generated images lift a PreActResNet-18 to 58.63% (Gowal et al. 2021). "
+     "'Strong PGD' is also the wrong yardstick: AutoAttack is the number to quote, and it can be lower (Wong et "
+     "al. reported 46.06% under PGD-50 x 10 for their recipe, AutoAttack gives their model 43.21%; Rice et al. "
+     "reported 58%, AutoAttack gives 53.42%). So I offer options with prices: a ResNet-18 on CIFAR-10 alone "
+     "(about 52%), the same with a generative model and 100M generated images (about 59%), and 70% only with a "
+     "WideResNet of tens to hundreds of millions of parameters, tens of millions of generated images and the training "
+     "compute that goes with them; Bartoldson et al.'s scaling laws predict that robustness plateaus near 90% "
+     "however far one scales. And 70% at L-infinity 8/255 is one threat model: it says nothing about L2, other "
+     "radii, rotations and translations, patches, corruptions or poisoning, so I would ask which of those the "
+     "product faces before spending the budget. Notebook 05 puts my own model on the same plot.",
+     "notebook 05, section 5 (the RobustBench table and plot)"),
     # ---- overfitting ---------------------------------------------------------------------
     ("ov-catastrophic", "robust overfitting",
      "What is catastrophic overfitting in FGSM training, and how do you detect and prevent it?",
@@ -292,10 +314,15 @@ BANK = [
      "or block the sources, route affected traffic to a safer path (human review, a more robust model, abstention), "
      "roll back if a recent release caused it. Preserve the logs and the inputs. Analyse: what kind of attack "
      "(transfer, query-based black-box, physical, poisoning of a recent retrain), which threat-model assumption "
-     "failed. Remediate: retrain with the new attack in the loop, add a detector for the query pattern, fix "
+     "failed: is it a new attack family outside the trained ball (a rotation, a patch, another Lp norm) or a "
+     "weakness of the Lp defense itself? Replay the inputs against each threat model: an L-infinity-trained "
+     "model can keep its L-infinity accuracy and still fall to L2, spatial or sparse changes (your table of "
+     "notebook 04, section 9). Contain meanwhile with an ensemble and a detector for the new family. "
+     "Remediate: retrain with the new attack in the loop (a union of threat models costs clean and L-infinity "
+     "accuracy: quote your table), add a detector for the query pattern, fix "
      "the pipeline. Verify with a regression test that replays the incident's inputs, ship, and update the threat "
      "model and runbook in a blameless postmortem.",
-     "project p4"),
+     "notebook 04 (section 9: the L-infinity trap), project p4"),
     ("dp-monitor", "deployment and incident response",
      "How do you monitor a production model for adversarial activity?",
      "Per-client query patterns, detector flag rates, confidence and prediction drift, canaries; alert thresholds.",
