@@ -40,3 +40,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+SITE_NOTEBOOKS = ("00_setup_and_course_map.ipynb", "02_adversarial_examples_foundations.ipynb")  # small, with figures
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The rendered course of notebooks 00 and 02: ``benchmarks/notebooks.py`` (smoke profile, cold pass, a
+    fresh cache) then ``benchmarks/build_site.py``, as the README says; under a minute on 2 idle cores. Used by
+    tests/test_site.py and tests/test_browser.py. Yields (executed folder, html folder, build seconds)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("jupyter_book", reason="jupyter-book 1.x (the site builder) is not installed: pip install -e '.[dev]'")
+    root, tmp = Path(__file__).parents[1], tmp_path_factory.mktemp("site")
+    executed = tmp / "executed"
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    bench = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "notebooks.py"), *(str(root / "notebooks" / n) for n in SITE_NOTEBOOKS),
+         "--profile", "smoke", "--passes", "cold", "--keep-outputs", str(executed), "--data-cache", str(tmp / "data_cache"),
+         "--no-prepare-data", "--timeout", "600"], capture_output=True, text=True, env=env)
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    t0 = time.time()
+    build = subprocess.run([sys.executable, str(root / "benchmarks" / "build_site.py"), "--executed", str(executed),
+                            "--out", str(tmp / "site")], capture_output=True, text=True, env=env)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return executed, tmp / "site" / "_build" / "html", time.time() - t0

@@ -1,0 +1,138 @@
+"""benchmarks/notebooks.py, the course-map benchmark, on a tiny generated notebook in the smoke profile.
+
+The notebook logs to its cache folder whether it found its "model" (a file under ``cache_dir()/models``)
+and which data arrays it was given, so the test sees that the cold run starts from an empty model cache
+holding only the decoded data arrays, and that the warm run reuses what the cold run left. A second
+notebook raises, and its status must say so. The load monitor is checked against a CPU burner.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "benchmarks" / "notebooks.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import notebooks as bench  # noqa: E402
+
+CELLS = [
+    "import os\nfrom course_utils.config import cache_dir, get_profile",
+    "models = cache_dir() / 'models'\n"
+    "state = 'cached' if (models / 'tiny.pt').exists() else 'trained'\n"
+    "arrays = sorted(p.name for p in cache_dir().glob('*.npz'))\n"
+    "extra = sorted(p.name for p in models.glob('*')) if models.exists() else []\n"
+    "with open(cache_dir() / 'log.txt', 'a') as f:\n"
+    "    f.write(f'{state} {get_profile().name} arrays={arrays} models={extra}\\n')\n"
+    "models.mkdir(exist_ok=True)\n"
+    "(models / 'tiny.pt').write_bytes(b'weights')\n"
+    "print(state)",
+    "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()",
+]
+
+
+def _notebook(path: Path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny")] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _run(tmp_path, *notebooks):
+    data_cache = tmp_path / "data_cache"
+    (data_cache / "models").mkdir(parents=True)
+    (data_cache / "cifar10_jpeg_0123_test.npz").write_bytes(b"arrays")  # a decoded data array: reused
+    (data_cache / "cifar10_jpeg_0123_test.npz.json").write_text("{}")
+    (data_cache / "models" / "old.pt").write_bytes(b"old")  # a trained model: never carried into a cold cache
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), *map(str, notebooks), "--profile", "smoke", "--data-cache", str(data_cache),
+           "--no-prepare-data", "--work-dir", str(tmp_path / "work"), "--keep-outputs", str(out),
+           "--json-out", str(tmp_path / "results.json"), "--table-out", str(tmp_path / "table.md"), "--timeout", "120"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("COURSE_PROFILE", None)  # the script sets the profile itself
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return proc, json.loads((tmp_path / "results.json").read_text()), (tmp_path / "table.md").read_text(), out
+
+
+def test_cold_then_warm_on_a_tiny_notebook(tmp_path):
+    nb = _notebook(tmp_path / "tiny.ipynb", CELLS)
+    proc, results, table, out = _run(tmp_path, nb)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # cold: no model, the data arrays only; warm: the cold run's model
+    log = (tmp_path / "work" / "tiny" / "log.txt").read_text().splitlines()
+    assert log == ["trained smoke arrays=['cifar10_jpeg_0123_test.npz'] models=[]",
+                   "cached smoke arrays=['cifar10_jpeg_0123_test.npz'] models=['tiny.pt']"], log
+    runs = results["runs"]
+    assert [(r["notebook"], r["pass"], r["status"]) for r in runs] == [("tiny.ipynb", "cold", "ok"), ("tiny.ipynb", "warm", "ok")]
+    for r in runs:
+        assert r["wall_s"] > 0 and r["cells_run"] == len(CELLS) and len(r["slowest_cells"]) == 3
+        assert r["data_arrays_reused"] == ["cifar10_jpeg_0123_test.npz", "cifar10_jpeg_0123_test.npz.json"]
+        assert r["load_before"] is not None and r["foreign_cpu_cores"] is not None
+        assert r["shared"] == bench.is_shared(r["load_before"], r["foreign_cpu_cores"])
+    m = results["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and m["torch"] and m["torch_threads"] >= 1 and results["date"][:2] == "20"
+    assert results["profile"] == "smoke"
+    # the table: one row, cold and warm times, the machine in the header; shared runs labelled as such
+    rows = [line for line in table.splitlines() if line.startswith("| tiny")]
+    assert len(rows) == 1 and rows[0].count(" s |") >= 2 and "| ok |" in rows[0], table
+    assert "**smoke** profile" in table and m["cpu"] in table
+    assert ("Shared CPU" in table) == any(r["shared"] for r in runs) and ("shared (load" in rows[0]) == any(r["shared"] for r in runs)
+    # the executed notebook of the cold run, with its figure and its record; the table beside it
+    kept = nbformat.read(out / "tiny.ipynb", as_version=4)
+    outputs = [o for c in kept.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("trained" in o.get("text", "") for o in outputs)
+    assert kept.metadata["course_run"]["pass"] == "cold" and kept.metadata["course_run"]["profile"] == "smoke"
+    assert (out / "course_map.md").read_text() == table and json.loads((out / "results.json").read_text())["runs"] == runs
+    assert not (tmp_path / "data_cache" / "log.txt").exists()  # the data cache was only read
+
+
+def test_a_failing_notebook_is_reported(tmp_path):
+    bad = _notebook(tmp_path / "bad.ipynb", ["x = 1", "raise ValueError('broken on purpose')", "print('never')"])
+    proc, results, table, _ = _run(tmp_path, bad)
+    assert proc.returncode == 1
+    cold = results["runs"][0]
+    assert cold["status"].startswith("CellExecutionError in cell #2") and "broken on purpose" in cold["status"], cold
+    assert cold["cells_run"] == 2
+    assert "cold: CellExecutionError" in table
+
+
+def test_course_order():
+    names = [bench.relative_name(p) for p in bench.course_notebooks()]
+    assert names[0].startswith("00_") and names[-1].startswith("projects/p")
+    lessons = [n for n in names if "/" not in n]
+    assert lessons == sorted(lessons) and names.index("08b_convex_relaxation.ipynb") == names.index("08_interval_bound_propagation.ipynb") + 1
+
+
+def test_is_shared_thresholds():
+    assert not bench.is_shared(0.1, 0.1) and not bench.is_shared(None, None)
+    assert bench.is_shared(0.6, 0.0) and bench.is_shared(0.0, 0.6)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc/stat (Linux)")
+def test_load_monitor_sees_other_processes():
+    """A CPU burner counts as foreign CPU for a monitor of another process tree, not for one of its own.
+
+    Both monitors watch the same seconds, so the other jobs of a shared machine count the same in both
+    and their difference is the burner's CPU."""
+    burn = "import time\nt = time.time()\nwhile time.time() - t < 3: pass"
+    wrapper = ("import subprocess, sys, time\n"
+               f"subprocess.run([sys.executable, '-c', {burn!r}])\n"
+               "print('done', flush=True)\ntime.sleep(30)")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    owner = subprocess.Popen([sys.executable, "-c", wrapper], stdout=subprocess.PIPE, text=True)
+    try:
+        with bench.LoadMonitor(root_pid=sleeper.pid, sample_s=0.5) as outside, \
+                bench.LoadMonitor(root_pid=owner.pid, sample_s=0.5) as inside:
+            assert owner.stdout.readline().strip() == "done"  # the burner ran and was reaped inside the tree
+    finally:
+        for p in (sleeper, owner):
+            p.kill()
+            p.wait()
+    assert outside.foreign_cores > 0.5 and outside.shared, outside.record()
+    assert outside.foreign_cores - inside.foreign_cores > 0.4, (inside.record(), outside.record())
