@@ -65,7 +65,7 @@ def cache_name(kind: str, profile: str | None = None) -> str:
     if kind == "linf":
         return zoo.cache_name("mnist", profile)
     digest = hashlib.sha256(zoo.recipe_json(recipe(kind, profile)).encode()).hexdigest()[:10]
-    return f"mnist_{kind}_{profile}_{digest}"
+    return f"mnist_trap_{kind}_{profile}_{digest}"
 
 
 def model(kind: str, profile: str | None = None, device=None, progress: bool = True):
