@@ -71,9 +71,10 @@ def cache_name(kind: str, profile: str | None = None) -> str:
 def model(kind: str, profile: str | None = None, device=None, progress: bool = True):
     """``(model in eval mode, history DataFrame or None, recipe)`` for ``kind`` in ``KINDS``.
 
-    "linf" is ``zoo.robust_model("mnist", profile)``. The others are trained once with
-    ``adversarial_fit`` on the same ``n_train`` images in the same order (loader seed 0), checked on the
-    same ``n_val`` held-out images, from initial weights seeded 0, and cached with ``cached_model``;
+    "linf" is ``zoo.robust_model("mnist", profile)`` (whose initial weights come from the global torch
+    generator as it stands when it trains). The others are trained once with ``adversarial_fit`` on
+    the same ``n_train`` images in the same order (loader seed 0), checked on the same ``n_val``
+    held-out images, from initial weights seeded 0, and cached with ``cached_model``;
     the per-epoch history is kept in the checkpoint's sidecar (``None`` when it has none).
     """
     import pandas as pd
