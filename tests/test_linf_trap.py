@@ -182,3 +182,20 @@ def test_trap_recipes_differ_from_the_linf_recipe_only_in_the_training_attack():
     assert union.recipe("standard", "quick")["train"].ratio == 0.0
     assert union.cache_name("linf", "quick").startswith("mnist_robust_quick_")
     assert len({union.cache_name(k, "quick") for k in union.KINDS}) == 4
+
+
+def test_jsma_is_sparse_and_leaves_already_wrong_images_alone(tiny_model):
+    from course_utils import interop
+
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.5
+    with torch.no_grad():
+        pred = tiny_model(x).argmax(1)
+    y = pred.clone()
+    y[:3] = (pred[:3] + 1) % 10  # the model is wrong on the first three
+    x_adv = interop.jsma(theta=1.0, gamma=0.05)(tiny_model, x, y)
+    changed = (x_adv != x).flatten(1).sum(1)
+    assert (changed[:3] == 0).all()  # already wrong: returned unchanged
+    assert (changed[3:] > 0).all() and (changed <= 0.05 * 784 + 2).all()  # sparse: at most gamma of the pixels
+    assert ((x_adv - x)[x_adv != x] > 0).all()  # theta = +1 only brightens pixels
+    again = interop.jsma(theta=1.0, gamma=0.05)(tiny_model, x, y)
+    assert torch.equal(again, x_adv)  # seeded targets: the same images get the same attack
