@@ -358,6 +358,8 @@ def main(argv=None):
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="folder for the per-notebook caches (default: a temporary folder, removed at the end)")
     args = parser.parse_args(argv)
+    if args.passes not in (["cold"], ["cold", "warm"]):
+        parser.error("--passes is 'cold' or 'cold warm' (a warm run needs the cold run before it)")
 
     sys.path.insert(0, str(REPO))
     from course_utils.config import cache_dir

@@ -6,6 +6,9 @@ Notebook 09: type an answer in the self-quiz, press "Show model answer", check t
 and the model answer appear. The notebooks are copied to a temporary folder (autosave is off too),
 so the committed notebooks never receive outputs; the server's runtime, config and data folders are
 temporary; its kernel is this interpreter (the course's .venv), with ``COURSE_PROFILE=smoke``.
+The rendered course (``built_site`` in conftest.py: notebooks 00 and 02 run by benchmarks/notebooks.py,
+built by benchmarks/build_site.py) is served by ``http.server`` on loopback, with every other host
+blocked, and notebook 02's page must show all its figures (each ``<img>`` decoded, naturalWidth > 0).
 
 Needs ``playwright`` (the ``dev`` extra) and Chromium at /usr/bin/chromium (Debian's ``chromium``;
 ``.ci/run`` installs it, the README says how); skipped with the reason otherwise. Playwright's own
@@ -219,3 +222,44 @@ def test_self_quiz_reveals_the_model_answer(page, lab):
     quiz.get_by_text("Model answer", exact=True).wait_for(timeout=WIDGET_S * 1000)
     text = quiz.inner_text()
     assert "Your answer" in text and feedback_text in text and "Answer strategy" in text
+
+
+@pytest.fixture(scope="module")
+def site_server(built_site):
+    """The rendered course (conftest's ``built_site``) served by ``python -m http.server`` on loopback: yields its URL."""
+    _, html, _ = built_site
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(html)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/index.html", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"http.server did not serve {html} (exit code {server.poll()})")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_rendered_site_shows_its_figures(page, site_server):
+    """A lesson page of the built site, in the browser: its figures load and decode (naturalWidth > 0)."""
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())  # offline: CDN scripts fail fast
+    page.goto(f"{site_server}/02_adversarial_examples_foundations.html", wait_until="load")
+    images = page.locator(".bd-article img")
+    sync_api.expect(images.first).to_be_visible()
+    sizes = page.eval_on_selector_all(
+        ".bd-article img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    assert sizes, "no <img> on the lesson page"
+    drawn = [s for s in sizes if s[1] and s[2] > 0]
+    assert len(drawn) == len(sizes), f"figures that did not render: {[s for s in sizes if s not in drawn]}"
+    page.goto(f"{site_server}/index.html", wait_until="load")
+    sync_api.expect(page.locator("table").first).to_contain_text("02_adversarial_examples_foundations")
