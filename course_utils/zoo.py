@@ -235,6 +235,15 @@ def pretrained_names() -> list[str]:
     return sorted(PRETRAINED)
 
 
+def pretrained_info(name: str) -> dict:
+    """The sidecar of the shipped checkpoint ``name``: recipe, command, full-test accuracy with its
+    interval, training time and machine, SHA-256 (``ModelFileError`` if it is missing or unreadable)."""
+    from .training import read_sidecar
+
+    _pretrained_recipe(name)
+    return read_sidecar(checkpoint_dir() / f"{name}.pt")
+
+
 def _pretrained_recipe(name: str) -> dict:
     if name not in PRETRAINED:
         raise ValueError(f"pretrained model must be one of {pretrained_names()}, got {name!r}")

@@ -1,7 +1,7 @@
 """Training (notebooks 02-05, 07, 08, projects): one loop, adversarial training, checkpoints, one safe loader.
 
 - ``loop``: ``train_step``, ``train_epoch``, ``fit`` (the attack and the loss are parameters),
-  ``make_optimizer``, ``mix_batch``, ``cross_entropy_loss`` (the default loss hook).
+  ``make_optimizer``, ``make_scheduler``, ``mix_batch``, ``cross_entropy_loss`` (the default loss hook).
 - ``adversarial``: ``curriculum``, ``AdversarialTrainingConfig``, ``adversarial_fit``, ``FitResult``.
 - ``checkpoints``: ``save_checkpoint`` / ``load_checkpoint`` (SHA-256 sidecar, ``weights_only``),
   ``load_model_file`` (the gate's and the service's loader), ``ModelFileError``, ``cached_model``
@@ -12,9 +12,9 @@
 from .adversarial import AdversarialTrainingConfig, FitResult, adversarial_fit, curriculum
 from .checkpoints import (ModelFileError, cached_model, cached_model_path, load_checkpoint, load_model_file, read_sidecar,
                           save_checkpoint)
-from .loop import cross_entropy_loss, fit, make_optimizer, mix_batch, train_epoch, train_step
+from .loop import cross_entropy_loss, fit, make_optimizer, make_scheduler, mix_batch, train_epoch, train_step
 from . import union
 
 __all__ = ["AdversarialTrainingConfig", "FitResult", "ModelFileError", "adversarial_fit", "cached_model",
-           "cached_model_path", "cross_entropy_loss", "curriculum", "fit", "load_checkpoint", "load_model_file", "make_optimizer",
+           "cached_model_path", "cross_entropy_loss", "curriculum", "fit", "load_checkpoint", "load_model_file", "make_optimizer", "make_scheduler",
            "mix_batch", "read_sidecar", "save_checkpoint", "train_epoch", "train_step"]

@@ -95,29 +95,34 @@ def train_epoch(model, loader, optimizer, attack=None, scheduler=None, device=No
 
 def make_optimizer(model, lr=0.1, total_steps=None, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
                    schedule="onecycle"):
-    """``(optimizer, per-batch scheduler or None)``. schedule ``"onecycle"``: LR linearly up to ``lr``
-    over 40% of ``total_steps`` batches, then down to 0 (Wong et al. 2020); ``"piecewise"``: ``lr``,
-    then ``lr / 10`` for the last 20% of batches (Gowal et al. 2018's IBP runs); ``"constant"``: none."""
+    """``(optimizer, per-batch scheduler or None)``: SGD (``momentum``, ``weight_decay``) or Adam, and
+    ``make_scheduler(optimizer, schedule, lr, total_steps)``."""
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     elif optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    return opt, make_scheduler(opt, schedule, lr, total_steps)
+
+
+def make_scheduler(optimizer, schedule="onecycle", lr=0.1, total_steps=None):
+    """The per-batch LR scheduler of ``schedule`` on any torch optimizer (also ART's, project p1), or None.
+    ``"onecycle"``: LR linearly up to ``lr`` over 40% of ``total_steps`` batches, then down to 0 (Wong et
+    al. 2020); ``"piecewise"``: ``lr``, then ``lr / 10`` for the last 20% of batches (Gowal et al. 2018's
+    IBP runs); ``"constant"``: none (the optimizer keeps its LR)."""
     if schedule in ("onecycle", "piecewise") and (not total_steps or total_steps < 1):
         raise ValueError(f"schedule={schedule!r} needs total_steps >= 1 (batches in all epochs), got {total_steps!r}")
     if schedule == "piecewise":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.1 if step >= 0.8 * total_steps else 1.0)
-    elif schedule == "onecycle":
-        if not total_steps or total_steps < 1:
-            raise ValueError(f"schedule='onecycle' needs total_steps >= 1 (batches in all epochs), got {total_steps!r}")
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.4,
-                                                    anneal_strategy="linear")
-    elif schedule == "constant":
-        sched = None
-    else:
-        raise ValueError(f"schedule must be 'onecycle', 'piecewise' or 'constant', got {schedule!r}")
-    return opt, sched
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.1 if step >= 0.8 * total_steps else 1.0)
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.4,
+                                                   anneal_strategy="linear")
+    if schedule == "constant":
+        return None
+    raise ValueError(f"schedule must be 'onecycle', 'piecewise' or 'constant', got {schedule!r}")
 
 
 def fit(model, loader, epochs, lr=0.1, attack=None, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
