@@ -14,7 +14,7 @@
 - cifar10: the same for ``zoo.robust_model("cifar10")`` at eps = 8/255 (PGD-20 alpha 2/255).
            Target (quick): >= 55% clean, >= 32% PGD-20, trained in < 10 minutes.
 - art:     project p1: ART's AdversarialTrainer (ratio 0.5) and AdversarialTrainerMadryPGD against the
-           course's trainer on the same pretrained model, data, attack, epochs and optimizer.
+           course's trainer on the shipped ResNet-20 (zoo.pretrained), with p1's data, attack, epochs and schedule.
 
 Everything runs on ``get_device()`` (``COURSE_DEVICE`` overrides). Wall time and process CPU time
 are both printed: on a shared machine wall time is inflated, while CPU time (one thread)
@@ -99,10 +99,12 @@ def art_part(epochs=1, n_ft=None, n_test=None):
     from art.defences.trainer import AdversarialTrainer, AdversarialTrainerMadryPGD
 
     P, device = get_profile(), get_device()
-    eps, alpha, steps = 8 / 255, 2 / 255, P.pick(smoke=2, quick=5, full=7)
-    n_ft, lr, batch = n_ft or P.pick(smoke=256, quick=4000, full=50_000), 0.01, 128
-    train_attack = AttackConfig(eps, steps=steps, alpha=alpha)  # the course's side of the same threat model
-    base, _ = zoo.standard_model("cifar10", device=device)
+    eps, alpha, steps = 8 / 255, 2 / 255, P.pick(smoke=1, quick=2, full=7)  # p1's budget: its first cell
+    train_alpha = P.pick(smoke=eps, quick=5 / 255, full=2 / 255)
+    n_ft, lr, batch = n_ft or P.pick(smoke=256, quick=12_000, full=50_000), 0.05, 128
+    train_attack = AttackConfig(eps, steps=steps, alpha=train_alpha)  # the course's side of the same threat model
+    base = zoo.pretrained("resnet20_cifar10", device=device)  # the shipped ResNet-20 (issue 15)
+    total_steps = epochs * -(-n_ft // batch)  # batches in all: the one-cycle schedule's length
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     xtr, ytr = subset_tensors(train, n_ft, seed=7)
     x, y = subset_tensors(test, n_test or P.n_test, seed=0)
@@ -115,29 +117,33 @@ def art_part(epochs=1, n_ft=None, n_test=None):
     seed_everything(0)
     m = copy.deepcopy(base)
     clf = art_clf(m)
-    pgd = ProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=alpha, max_iter=steps, num_random_init=1,
+    pgd = ProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=train_alpha, max_iter=steps, num_random_init=1,
                                    batch_size=batch, verbose=False)
+    sched = training.make_scheduler(clf.optimizer, "onecycle", lr, total_steps)
     with Timer() as t:
-        AdversarialTrainer(clf, pgd, ratio=0.5).fit(xtr.numpy(), ytr.numpy(), batch_size=batch, nb_epochs=epochs)
+        AdversarialTrainer(clf, pgd, ratio=0.5).fit(xtr.numpy(), ytr.numpy(), batch_size=batch, nb_epochs=epochs,
+                                                    scheduler=sched)
     runs["ART AdversarialTrainer (ratio 0.5)"] = (m, t)
     seed_everything(0)
     m = copy.deepcopy(base)
     clf = art_clf(m)
-    madry = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch, eps=eps, eps_step=alpha, max_iter=steps)
+    madry = AdversarialTrainerMadryPGD(clf, nb_epochs=epochs, batch_size=batch, eps=eps, eps_step=train_alpha,
+                                       max_iter=steps)
     madry.attack.set_params(batch_size=batch, verbose=False)
+    sched = training.make_scheduler(clf.optimizer, "onecycle", lr, total_steps)
     with Timer() as t:
-        madry.fit(xtr.numpy(), ytr.numpy())
+        madry.fit(xtr.numpy(), ytr.numpy(), scheduler=sched)
     runs["ART AdversarialTrainerMadryPGD (ratio 1)"] = (m, t)
     for ratio in (0.5, 1.0):
         seed_everything(0)
         m = copy.deepcopy(base)
         loader = make_loader(torch.utils.data.TensorDataset(xtr, ytr), batch, shuffle=True, seed=0)
         with Timer() as t:
-            training.fit(m, loader, epochs, lr=lr, attack=train_attack, schedule="constant", ratio=ratio, progress=False)
+            training.fit(m, loader, epochs, lr=lr, attack=train_attack, schedule="onecycle", ratio=ratio, progress=False)
         runs[f"course training.fit (ratio {ratio:g})"] = (m, t)
     rows = []
     pgd20 = AttackConfig(eps, steps=20, alpha=alpha, generator=torch.Generator().manual_seed(0))
-    for name, (model, t) in [("pretrained (standard)", (base, None))] + list(runs.items()):
+    for name, (model, t) in [("pretrained ResNet-20 (standard)", (base, None))] + list(runs.items()):
         model.eval()
         c, r = evaluate(model, (x, y), progress=False), evaluate(model, (x, y), pgd20, progress=False)
         rows.append({"trainer": name, "wall_s": None if t is None else round(t.wall, 1),
@@ -150,7 +156,7 @@ def art_part(epochs=1, n_ft=None, n_test=None):
     ref = df.loc[df.trainer == "course training.fit (ratio 0.5)", timed].item()
     df[f"{timed[:-2]} time / course (ratio 0.5)"] = df[timed] / ref
     print(f"\n## p1 on {device}: {n_ft} training images, {epochs} epoch(s), training attack {train_attack},"
-          f" SGD lr {lr} momentum 0.9, batch {batch}")
+          f" SGD one-cycle lr {lr} momentum 0.9, batch {batch}")
     print(df.to_string())
     _save("art", {"describe": describe(), "n_train": n_ft, "epochs": epochs, "steps": steps, "table": df.to_dict("records")})
 
@@ -195,7 +201,7 @@ def main():
     ap.add_argument("parts", nargs="*", help="speed, mnist, cifar10 and/or art (default: all four)")
     ap.add_argument("--aa-images", type=int, default=None, help="images for AutoAttack (default: smoke 64, quick 100, full 1000)")
     ap.add_argument("--restarts", type=int, default=10, help="restarts of the strong PGD-50")
-    ap.add_argument("--ft-images", type=int, default=None, help="art: training images (default: smoke 256, quick 4000)")
+    ap.add_argument("--ft-images", type=int, default=None, help="art: training images (default: smoke 256, quick 12000, as p1)")
     ap.add_argument("--test-images", type=int, default=None, help="art: test images (default: the profile's n_test)")
     args = ap.parse_args()
     parts = args.parts or ["speed", "mnist", "cifar10", "art"]
