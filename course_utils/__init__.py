@@ -15,7 +15,7 @@ Lessons
                                       evaluation (evaluate, epsilon_sweep, gradient_masking_checks), interop
     04 adversarial training, MNIST    training (fit, adversarial_fit, AdversarialTrainingConfig, curriculum),
                                       evaluation (robustness_ladder), zoo (robust_model)
-    05 adversarial training, CIFAR-10 the same, and zoo.standard_model
+    05 adversarial training, CIFAR-10 the same, zoo.standard_model, and leaderboard (RobustBench's entries)
     06 input sanitization             sanitization (squeezers, detectors, threshold_for_fpr, autoencoder,
                                       BPDA and detector-aware attacks), interop.carlini_wagner
     07 randomized smoothing           certify (Smooth, certify_dataset, noise_augment)

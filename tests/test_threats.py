@@ -229,7 +229,8 @@ def test_question_bank():
     assert len(qs) >= 25 and len({q.qid for q in qs}) == len(qs)
     assert all(q.question and q.strategy and len(q.answer) > 100 for q in qs)
     assert len(interview.AREAS) >= 10
-    for phrase in ("5% clean accuracy", "bypass input sanitization", "Empirical versus certified", "being fooled"):
+    for phrase in ("5% clean accuracy", "bypass input sanitization", "Empirical versus certified", "being fooled",
+                   "more than 70% accuracy under strong PGD"):
         assert any(phrase in q.question for q in qs), phrase
     assert len(interview.question_table()) == len(qs)
     assert interview.get("at-product").area == "adversarial training"
