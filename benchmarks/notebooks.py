@@ -129,7 +129,7 @@ class LoadMonitor:
     def __init__(self, root_pid: int | None = None, sample_s: float = LOAD_SAMPLE_S):
         self.root_pid = os.getpid() if root_pid is None else root_pid
         self.sample_s = sample_s
-        self.load_before = self.load_max = self.foreign_cores = None
+        self.load_before = self.load_max = self.foreign_cores = self.foreign_seconds = self.wall = None
         self._stop = threading.Event()
 
     def _sample(self):
@@ -148,10 +148,10 @@ class LoadMonitor:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        wall, busy1 = time.monotonic() - self._t0, system_busy_seconds()
-        if self._busy0 is not None and busy1 is not None and wall > 0:
-            foreign = (busy1 - self._busy0) - (tree_cpu_seconds(self.root_pid) - self._tree0)
-            self.foreign_cores = max(0.0, foreign) / wall
+        self.wall, busy1 = time.monotonic() - self._t0, system_busy_seconds()
+        if self._busy0 is not None and busy1 is not None and self.wall > 0:
+            self.foreign_seconds = (busy1 - self._busy0) - (tree_cpu_seconds(self.root_pid) - self._tree0)
+            self.foreign_cores = max(0.0, self.foreign_seconds) / self.wall
         return False
 
     @property
