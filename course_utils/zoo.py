@@ -421,7 +421,7 @@ def ibp_model(profile: str | None = None, device=None, progress: bool = True):
     """
     from .certify import ibp_fit
     from .data import load_dataset, make_loader
-    from .training import ModelFileError, cached_model, cached_model_path, read_sidecar
+    from .training import cached_field, cached_model
 
     profile = profile or get_profile().name
     if profile not in IBP:
@@ -435,12 +435,7 @@ def ibp_model(profile: str | None = None, device=None, progress: bool = True):
         meta["history"] = ibp_fit(model, loader, epochs=r["epochs"], eps=r["eps_train"], progress=progress)
 
     model = cached_model(name, lambda: build(r), train, meta=meta, device=device or get_device())
-    history = meta.get("history")
-    if history is None:
-        try:
-            history = read_sidecar(cached_model_path(name)).get("history")
-        except ModelFileError:
-            history = None
+    history = cached_field(name, meta, "history")
     return model.eval(), history, dict(r)
 
 

@@ -10,11 +10,11 @@
   one recipe (``union.model(kind)``), the threat models of its table and the findings read from it.
 """
 from .adversarial import AdversarialTrainingConfig, FitResult, adversarial_fit, curriculum
-from .checkpoints import (ModelFileError, cached_model, cached_model_path, load_checkpoint, load_model_file, read_sidecar,
+from .checkpoints import (ModelFileError, cached_field, cached_model, cached_model_path, load_checkpoint, load_model_file, read_sidecar,
                           save_checkpoint)
 from .loop import cross_entropy_loss, fit, make_optimizer, make_scheduler, mix_batch, train_epoch, train_step
 from . import union
 
-__all__ = ["AdversarialTrainingConfig", "FitResult", "ModelFileError", "adversarial_fit", "cached_model",
+__all__ = ["AdversarialTrainingConfig", "FitResult", "ModelFileError", "adversarial_fit", "cached_field", "cached_model",
            "cached_model_path", "cross_entropy_loss", "curriculum", "fit", "load_checkpoint", "load_model_file", "make_optimizer", "make_scheduler",
            "mix_batch", "read_sidecar", "save_checkpoint", "train_epoch", "train_step"]

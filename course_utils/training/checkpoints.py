@@ -118,6 +118,17 @@ def cached_model_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}.pt"
 
 
+def cached_field(name: str, meta: dict, key: str):
+    """``meta[key]`` when ``cached_model(name, ..., meta=meta)`` has just trained (its ``train`` filled
+    ``meta``), else the value recorded in the cache entry's sidecar; None if neither has it."""
+    if meta.get(key) is not None:
+        return meta[key]
+    try:
+        return read_sidecar(cached_model_path(name)).get(key)
+    except ModelFileError:
+        return None
+
+
 def cached_model(name: str, build, train, meta: dict | None = None, device=None):
     """Load model ``name`` from ``cache_dir()/models`` if present and intact, else ``train`` and save it.
 

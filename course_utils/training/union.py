@@ -82,7 +82,7 @@ def model(kind: str, profile: str | None = None, device=None, progress: bool = T
     from .. import zoo
     from ..data import load_dataset, make_loader
     from .adversarial import adversarial_fit
-    from .checkpoints import ModelFileError, cached_model, cached_model_path, read_sidecar
+    from .checkpoints import cached_field, cached_model
 
     profile = profile or get_profile().name
     device = device or get_device()
@@ -105,12 +105,7 @@ def model(kind: str, profile: str | None = None, device=None, progress: bool = T
         return zoo.build(r)
 
     m = cached_model(name, build, train, meta=meta, device=device)
-    history = meta.get("history")
-    if history is None:
-        try:
-            history = read_sidecar(cached_model_path(name)).get("history")
-        except ModelFileError:
-            history = None
+    history = cached_field(name, meta, "history")
     return m.to(device).eval(), (pd.DataFrame(history) if history else None), r
 
 
