@@ -270,9 +270,9 @@ def pretrained(name: str, device=None, source: str = "shipped", progress: bool =
         model, _ = load_model_file(checkpoint_dir() / f"{name}.pt", models.MODELS, device=device)
         return model
     if source == "train":
-        log = {}
+        meta = {"recipe": r}  # the sidecar also gets the per-epoch log and the training time
         model = cached_model(f"{name}_{hashlib.sha256(recipe_json(r).encode()).hexdigest()[:10]}", lambda: build(r),
-                             lambda m: log.update(_train_pretrained(m, r, progress)), meta={"recipe": r}, device=device)
+                             lambda m: meta.update(_train_pretrained(m, r, progress)), meta=meta, device=device)
         return model.to(device).eval()
     if source == "robustbench":
         try:
@@ -321,7 +321,7 @@ def pretrained_accuracy(model, dataset: str = "cifar10", n: int | None = None, s
 
     ds = load_dataset(dataset, "test")
     data = ds.tensors() if n is None else ds.tensors(stratified_indices(ds.targets, n, seed))
-    return evaluate(model, data, batch_size=batch_size, progress=False, threat="clean (CIFAR-10 test)")
+    return evaluate(model, data, batch_size=batch_size, progress=False, threat=f"clean ({dataset} test)")
 
 
 def _cpu_name() -> str:

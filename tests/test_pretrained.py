@@ -102,6 +102,8 @@ def test_train_it_yourself_switch_and_the_cli(tmp_path, monkeypatch):
     m1 = zoo.pretrained("tiny", device="cpu", source="train", progress=False)
     m2 = zoo.pretrained("tiny", device="cpu", source="train", progress=False)
     assert len(calls) == 1 and not m2.training
+    (sidecar,) = (tmp_path / "cache" / "models").glob("tiny_*.pt.json")
+    assert len(json.loads(sidecar.read_text(encoding="utf-8"))["log"]) == tiny["epochs"], "the log is kept"
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
     zoo._main(["train", "tiny", "--out", str(tmp_path / "out")])
