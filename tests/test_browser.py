@@ -50,6 +50,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_serving(server, url: str, timeout_s: float, poll_s: float, failure):
+    """Poll ``url`` until it answers 200; fail the test with ``failure()`` if ``server`` exits or
+    ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(failure())
+        time.sleep(poll_s)
+
+
 def _data_dir() -> str:
     """COURSE_DATA_DIR as an absolute path (relative ones are from the repository root, as in config)."""
     env = os.environ.get("COURSE_DATA_DIR")
@@ -98,20 +114,9 @@ def lab(tmp_path_factory):
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {server.returncode}:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                log_tail = (tmp / "server.log").read_text()[-3000:]
-                pytest.fail(f"JupyterLab did not answer in {SERVER_START_S} s:\n{log_tail}")
-            time.sleep(0.5)
+        _wait_until_serving(server, f"{url}/api/status?token={token}", SERVER_START_S, 0.5,
+                            lambda: f"JupyterLab (exit code {server.poll()}) did not answer in {SERVER_START_S} s:\n"
+                                    f"{(tmp / 'server.log').read_text()[-3000:]}")
         yield url, token
     finally:
         server.send_signal(signal.SIGINT)  # twice: JupyterLab asks for confirmation after the first
@@ -233,17 +238,8 @@ def site_server(built_site):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/index.html", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"http.server did not serve {html} (exit code {server.poll()})")
-            time.sleep(0.2)
+        _wait_until_serving(server, f"{url}/index.html", 30, 0.2,
+                            lambda: f"http.server did not serve {html} (exit code {server.poll()})")
         yield url
     finally:
         server.terminate()
