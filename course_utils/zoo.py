@@ -160,7 +160,8 @@ def read_history(path, record):
     return history
 
 
-def robust_model(dataset: str, profile: str | None = None, device=None, progress: bool = True, memory_format=None):
+def robust_model(dataset: str, profile: str | None = None, device=None, progress: bool = True, memory_format=None,
+                 source: str = "shipped"):
     """``(model, history, recipe)``: the adversarially trained model of ``recipe(dataset, profile)``,
     on ``device`` (default: ``get_device()``); ``recipe["train"]`` is its ``AdversarialTrainingConfig``.
 
@@ -170,15 +171,27 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     ``seconds`` column. A damaged cache entry (weights, sidecar or history) is trained again.
     ``memory_format``: e.g. ``torch.channels_last`` for NHWC convolutions (faster on GPUs with tensor
     cores, ``benchmarks/gpu_check.py``); the same function either way, so the cache entry is shared.
+
+    ``source``: ``"shipped"`` (default): when the cache has no entry for this recipe and the course
+    ships one (``course_utils/checkpoints/<cache_name>.pt`` with its sidecar and history, made by
+    ``python -m course_utils.zoo ship <dataset> <profile>``), the shipped files are copied into the
+    cache first and then verified like any cache entry (a damaged copy is trained again); without a
+    shipped entry, it trains. ``"train"``: train it yourself by the same recipe, whatever is shipped
+    (cached as ``<cache_name>_yours``, so later ``"train"`` calls load it): the "train it yourself
+    instead" switch of notebooks 04 and 05.
     """
     import torch
 
     from .data import load_dataset, make_loader
     from .training import ModelFileError, adversarial_fit, cached_model, cached_model_path, read_sidecar
 
+    if source not in ("shipped", "train"):
+        raise ValueError(f"source must be 'shipped' or 'train', got {source!r}")
     r = recipe(dataset, profile)
-    name = cache_name(dataset, profile)
+    name = cache_name(dataset, profile) + ("_yours" if source == "train" else "")
     path = cached_model_path(name)
+    if source == "shipped" and not path.exists():
+        _copy_shipped(name, path.parent)
     hist_path = path.with_name(f"{name}.history.csv")
     device = device or get_device()
     meta = {"recipe": json.loads(recipe_json(r))}
@@ -212,12 +225,48 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     return model.to(device).eval(), holder.get("history"), r
 
 
+def shipped_files(name: str) -> list:
+    """The files of the shipped cache entry ``name`` (weights, sidecar, history), in ``checkpoint_dir()``."""
+    return [checkpoint_dir() / f"{name}{suffix}" for suffix in (".pt", ".pt.json", ".history.csv")]
+
+
+def _copy_shipped(name: str, folder) -> bool:
+    """Copy the shipped entry ``name`` into the cache ``folder`` (atomically, file by file); False if none is shipped."""
+    files = shipped_files(name)
+    if not all(f.is_file() for f in files):
+        return False
+    for f in files:
+        with atomic_write(folder / f.name, "wb") as out:
+            out.write(f.read_bytes())
+    return True
+
+
+def ship(dataset: str, profile: str, out=None, progress: bool = True) -> list:
+    """Train (or load from the cache) the robust model of ``recipe(dataset, profile)`` and copy its cache
+    entry (weights, sidecar, history) into ``out`` (default ``checkpoint_dir()``): what the course ships
+    so that a learner's first run loads instead of training. Returns the written paths."""
+    from pathlib import Path
+
+    from .training import cached_model_path
+
+    robust_model(dataset, profile, device="cpu", progress=progress, source="train")
+    name = cache_name(dataset, profile)
+    out = Path(out) if out else checkpoint_dir()
+    written = []
+    for suffix in (".pt", ".pt.json", ".history.csv"):
+        src = cached_model_path(name + "_yours").with_name(f"{name}_yours{suffix}")
+        with atomic_write(out / f"{name}{suffix}", "wb") as f:
+            f.write(src.read_bytes())
+        written.append(out / f"{name}{suffix}")
+    return written
+
+
 # Pretrained models the course ships (``course_utils/checkpoints``): trained by the recipe below with
 # ``python -m course_utils.zoo train <name>``, committed with their SHA-256 sidecar and training log.
 PRETRAINED = {
     # ResNet-20 (He et al. 2016) on all 50,000 CIFAR-10 training images: SGD (momentum 0.9, weight decay
     # 5e-4), one-cycle LR up to 0.15, batch 128, random crop + flip, channels-last on the CPU.
-    "resnet20_cifar10": dict(model="resnet20", dataset="cifar10", n_train=50_000, epochs=40, batch=128, lr=0.15,
+    "resnet20_cifar10": dict(model="resnet20", dataset="cifar10", n_train=50_000, epochs=60, batch=128, lr=0.15,
                              optimizer="sgd", weight_decay=5e-4, augment=True, seed=0),
 }
 PRETRAINED_SUBSET = dict(n=1000, seed=0)  # the seeded stratified test subset whose accuracy the sidecar records
@@ -250,7 +299,7 @@ def _pretrained_recipe(name: str) -> dict:
     return dict(PRETRAINED[name])
 
 
-def pretrained(name: str, device=None, source: str = "shipped", progress: bool = True):
+def pretrained(name: str, device=None, source: str = "shipped", progress: bool = True, memory_format=None):
     """The model ``name`` in eval mode, taking [0, 1] pixels, on ``device`` (default ``get_device()``).
 
     source ``"shipped"``: the committed checkpoint, read by the course's safe loader
@@ -259,7 +308,14 @@ def pretrained(name: str, device=None, source: str = "shipped", progress: bool =
     ``cache_dir()/models``, so only the first call trains): the "train it yourself instead" switch.
     ``"robustbench"`` (online, ``resnet20_cifar10`` only): RobustBench's ``Standard`` WRN-28-10
     (``robustbench.utils.load_model``), a larger standard model for the full profile.
+    ``memory_format``: e.g. ``torch.channels_last`` for NHWC convolutions (faster on a CPU and on GPUs
+    with tensor cores; project p1): the same weights, only their layout in memory changes.
     """
+    model = _pretrained(name, device, source, progress)
+    return model if memory_format is None else model.to(memory_format=memory_format)
+
+
+def _pretrained(name: str, device, source: str, progress: bool):
     from .training import cached_model, load_model_file
 
     r = _pretrained_recipe(name)
@@ -448,11 +504,20 @@ def _main(argv=None):
     t.add_argument("name", choices=pretrained_names())
     t.add_argument("--out", default=None, help="folder (default: the package's checkpoints folder)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    sh = sub.add_parser("ship", help="train a robust recipe and copy its cache entry into the shipped checkpoints")
+    sh.add_argument("dataset", choices=sorted(RECIPES))
+    sh.add_argument("profile", choices=["smoke", "quick", "full"])
+    sh.add_argument("--out", default=None, help="folder (default: the package's checkpoints folder)")
+    sh.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.command == "ship":
+        for path in ship(args.dataset, args.profile, args.out):
+            print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+        return
     meta = train_pretrained(args.name, args.out or checkpoint_dir())
     acc = meta["test_accuracy"]
     print(f"{args.name}: test accuracy {acc['correct']}/{acc['n']} (95% CI {acc['ci95'][0]:.4f}-{acc['ci95'][1]:.4f}), "

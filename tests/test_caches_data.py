@@ -232,6 +232,45 @@ def test_the_history_is_checked_beyond_its_digest(tiny_zoo, damage, says):
     assert tiny_zoo == ["mnist", "mnist"] and len(history) == r["train"].epochs
 
 
+def test_a_shipped_entry_is_loaded_on_a_learners_first_run(tiny_zoo, tmp_path, monkeypatch):
+    """zoo.ship writes the entry the course commits; a fresh cache then loads it (no training), and the
+    "train it yourself" switch (source="train") trains by the same recipe anyway."""
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(zoo, "checkpoint_dir", lambda: shipped)
+    written = zoo.ship("mnist", "smoke", progress=False)
+    key = zoo.cache_name("mnist", "smoke")
+    assert tiny_zoo == ["mnist"] and [p.name for p in written] == [f"{key}.pt", f"{key}.pt.json", f"{key}.history.csv"]
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "learner_cache"))  # a learner's empty cache
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, history, r = _robust()
+    assert tiny_zoo == ["mnist"], "the shipped entry was loaded, not trained again"
+    assert len(history) == r["train"].epochs
+    state = torch.load(written[0], weights_only=True)
+    assert all(torch.equal(v.cpu(), state[k]) for k, v in model.state_dict().items())
+    zoo.robust_model("mnist", "smoke", device=torch.device("cpu"), progress=False, source="train")
+    assert tiny_zoo == ["mnist", "mnist"], "source='train' trains whatever is shipped"
+    with pytest.raises(ValueError, match="source"):
+        zoo.robust_model("mnist", "smoke", source="download")
+
+
+@pytest.mark.parametrize("damaged", [".pt", ".history.csv"])
+def test_a_damaged_shipped_entry_is_trained_again(tiny_zoo, tmp_path, monkeypatch, damaged):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(zoo, "checkpoint_dir", lambda: shipped)
+    zoo.ship("mnist", "smoke", progress=False)
+    f = shipped / f"{zoo.cache_name('mnist', 'smoke')}{damaged}"
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "learner_cache"))
+    with pytest.warns(UserWarning, match="unusable"):
+        _robust()
+    assert tiny_zoo == ["mnist", "mnist"], "a damaged shipped copy is never trusted"
+
+
 def test_a_killed_history_write_leaves_no_half_file(tiny_zoo, monkeypatch):
     to_csv = pd.DataFrame.to_csv
 

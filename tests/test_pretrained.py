@@ -33,7 +33,12 @@ def test_names_and_sizes():
     assert NAME in zoo.pretrained_names()
     files = [p for p in zoo.checkpoint_dir().iterdir() if p.is_file()]
     weights = [p for p in files if p.suffix == ".pt"]
-    assert {p.stem for p in weights} == set(zoo.pretrained_names()), "a checkpoint per name, no strays"
+    current = {zoo.cache_name(d, prof) for d in zoo.RECIPES for prof in zoo.RECIPES[d]}  # robust recipes today
+    stems = {p.stem for p in weights}
+    assert set(zoo.pretrained_names()) <= stems, "a checkpoint per pretrained name"
+    assert stems <= set(zoo.pretrained_names()) | current, f"strays (an old recipe's entry?): {stems - current}"
+    for stem in stems - set(zoo.pretrained_names()):
+        assert all(f.is_file() for f in zoo.shipped_files(stem)), f"{stem}: weights, sidecar and history"
     assert all(p.stat().st_size <= 5 * 2**20 for p in weights), "each checkpoint at most about 5 MB"
     assert sum(p.stat().st_size for p in files) <= 20 * 2**20, "all together at most about 20 MB"
 
@@ -64,6 +69,31 @@ def test_accuracy_check_fails_on_the_wrong_weights():
     """The check above can fail: an untrained ResNet-20 under the same sidecar is caught."""
     with pytest.raises(AssertionError):
         check_recorded_accuracy(models.resnet20().eval(), _meta())
+
+
+def test_shipped_robust_entries_verify():
+    """Each shipped robust-recipe entry (zoo.ship) passes the cache's own checks: weights' SHA-256 and history."""
+    from course_utils.training import load_checkpoint, read_sidecar
+
+    stems = [p.stem for p in zoo.checkpoint_dir().glob("*.pt") if p.stem not in zoo.pretrained_names()]
+    for stem in stems:
+        weights, _, history = zoo.shipped_files(stem)
+        dataset, profile = stem.split("_robust_")[0], stem.split("_robust_")[1].split("_")[0]
+        load_checkpoint(zoo.build(zoo.recipe(dataset, profile)), weights)
+        assert len(zoo.read_history(history, read_sidecar(weights)["history"])) >= 1
+
+
+def test_channels_last_is_the_same_model():
+    """memory_format=channels_last (p1, for speed on a CPU): NHWC convolution weights, the same predictions."""
+    plain = zoo.pretrained(NAME, device="cpu")
+    nhwc = zoo.pretrained(NAME, device="cpu", memory_format=torch.channels_last)
+    convs = [p for p in nhwc.parameters() if p.ndim == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not any(p.is_contiguous(memory_format=torch.channels_last) for p in plain.parameters()
+                   if p.ndim == 4 and p.shape[-1] > 1), "the default keeps NCHW"
+    x, _ = data.load_dataset("cifar10", "test").tensors(torch.arange(64))
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc(x), plain(x), atol=1e-4, rtol=1e-4)
 
 
 def test_tampered_or_unverified_checkpoints_are_refused(tmp_path, monkeypatch):
