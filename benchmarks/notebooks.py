@@ -20,7 +20,9 @@ Without notebook arguments it runs the whole course in course order (``notebooks
 - **warm**: the same notebook again with the same cache folder (its models now trained).
 
 For every run: wall time (from kernel start to kernel shutdown), the three slowest cells, the status,
-the 1-minute load average before the start (from ``/proc/loadavg``) and its maximum during the run, and
+the 1-minute load average before the start (from ``/proc/loadavg``, after waiting up to ``SETTLE_MAX_S``
+for it to fall to ``BUSY_LOAD``, so that the previous notebook's own load has decayed; the wait is
+recorded as ``settle_s`` and is not part of the wall time) and its maximum during the run, and
 the CPU time that processes other than this script and its kernel used during the run (system busy
 time from ``/proc/stat`` minus this process tree's CPU time), as an average number of cores. A run is
 labelled **shared** when the load average before it exceeded ``BUSY_LOAD`` (0.5) or other processes
@@ -65,6 +67,8 @@ DATA_ARRAY_GLOBS = ("*.npz", "*.npz.json")  # course_utils.data's decoded arrays
 BUSY_LOAD = 0.5  # 1-minute load average before a run above which the machine was not idle
 BUSY_FOREIGN_CORES = 0.5  # average cores used by other processes during a run above which it was shared
 LOAD_SAMPLE_S = 2.0  # how often /proc/loadavg is read during a run
+SETTLE_MAX_S = 240.0  # before a run, wait at most this long for the load average to fall to BUSY_LOAD
+SETTLE_POLL_S = 5.0
 PASSES = ("cold", "warm")
 
 
@@ -129,7 +133,7 @@ class LoadMonitor:
     def __init__(self, root_pid: int | None = None, sample_s: float = LOAD_SAMPLE_S):
         self.root_pid = os.getpid() if root_pid is None else root_pid
         self.sample_s = sample_s
-        self.load_before = self.load_max = self.foreign_cores = self.foreign_seconds = self.wall = None
+        self.load_before = self.load_max = self.foreign_cores = self.foreign_seconds = self.wall = self.settle_s = None
         self._stop = threading.Event()
 
     def _sample(self):
@@ -138,7 +142,23 @@ class LoadMonitor:
             if load is not None:
                 self.load_max = load if self.load_max is None else max(self.load_max, load)
 
+    def settle(self, max_wait_s: float | None = None, poll_s: float | None = None) -> float:
+        """Wait (at most ``max_wait_s``) until the 1-minute load average is at most ``BUSY_LOAD``; the seconds
+        waited. The load average decays over minutes, so the previous notebook's own work would otherwise
+        mark the next run shared; a machine that stays busy still is, after the wait."""
+        max_wait_s = SETTLE_MAX_S if max_wait_s is None else max_wait_s
+        poll_s = SETTLE_POLL_S if poll_s is None else poll_s
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < max_wait_s:
+            load = load_average()
+            if load is None or load <= BUSY_LOAD:
+                break
+            time.sleep(poll_s)
+        self.settle_s = time.monotonic() - t0
+        return self.settle_s
+
     def __enter__(self):
+        self.settle()
         self.load_before = self.load_max = load_average()
         self._t0, self._busy0, self._tree0 = time.monotonic(), system_busy_seconds(), tree_cpu_seconds(self.root_pid)
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -160,7 +180,7 @@ class LoadMonitor:
 
     def record(self) -> dict:
         r = lambda v: None if v is None else round(v, 2)  # noqa: E731
-        return {"load_before": r(self.load_before), "load_max_during": r(self.load_max),
+        return {"settle_s": r(self.settle_s), "load_before": r(self.load_before), "load_max_during": r(self.load_max),
                 "foreign_cpu_cores": r(self.foreign_cores), "shared": self.shared}
 
 

@@ -153,3 +153,19 @@ def test_tree_cpu_includes_reaped_children():
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_load_monitor_waits_for_the_previous_runs_load_to_decay(monkeypatch):
+    """The load average of the notebook that just ended must not mark the next run shared: the monitor
+    waits (up to SETTLE_MAX_S) for it to fall; a machine that stays busy is still labelled shared."""
+    loads = iter([2.0, 1.2, 0.7, 0.4] + [0.4] * 100)
+    monkeypatch.setattr(bench, "load_average", lambda: next(loads))
+    monkeypatch.setattr(bench, "SETTLE_POLL_S", 0.01)
+    with bench.LoadMonitor(sample_s=0.05) as m:
+        pass
+    assert m.load_before == 0.4 and not bench.is_shared(m.load_before, 0.0) and m.record()["settle_s"] >= 0
+    monkeypatch.setattr(bench, "load_average", lambda: 1.5)  # someone else keeps the CPU busy
+    monkeypatch.setattr(bench, "SETTLE_MAX_S", 0.05)
+    with bench.LoadMonitor(sample_s=0.05) as m:
+        pass
+    assert m.load_before == 1.5 and m.shared
