@@ -225,19 +225,30 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     return model.to(device).eval(), holder.get("history"), r
 
 
+def _entry_files(folder, name: str) -> list:
+    """The three files of cache entry ``name`` in ``folder``: weights, sidecar, history."""
+    return [folder / f"{name}{suffix}" for suffix in (".pt", ".pt.json", ".history.csv")]
+
+
+def _copy_files(sources: list, targets: list) -> list:
+    """Copy each source file to its target (atomically, file by file); the targets."""
+    for src, dst in zip(sources, targets):
+        with atomic_write(dst, "wb") as f:
+            f.write(src.read_bytes())
+    return targets
+
+
 def shipped_files(name: str) -> list:
     """The files of the shipped cache entry ``name`` (weights, sidecar, history), in ``checkpoint_dir()``."""
-    return [checkpoint_dir() / f"{name}{suffix}" for suffix in (".pt", ".pt.json", ".history.csv")]
+    return _entry_files(checkpoint_dir(), name)
 
 
 def _copy_shipped(name: str, folder) -> bool:
-    """Copy the shipped entry ``name`` into the cache ``folder`` (atomically, file by file); False if none is shipped."""
+    """Copy the shipped entry ``name`` into the cache ``folder``; False if none is shipped."""
     files = shipped_files(name)
     if not all(f.is_file() for f in files):
         return False
-    for f in files:
-        with atomic_write(folder / f.name, "wb") as out:
-            out.write(f.read_bytes())
+    _copy_files(files, _entry_files(folder, name))
     return True
 
 
@@ -251,14 +262,8 @@ def ship(dataset: str, profile: str, out=None, progress: bool = True) -> list:
 
     robust_model(dataset, profile, device="cpu", progress=progress, source="train")
     name = cache_name(dataset, profile)
-    out = Path(out) if out else checkpoint_dir()
-    written = []
-    for suffix in (".pt", ".pt.json", ".history.csv"):
-        src = cached_model_path(name + "_yours").with_name(f"{name}_yours{suffix}")
-        with atomic_write(out / f"{name}{suffix}", "wb") as f:
-            f.write(src.read_bytes())
-        written.append(out / f"{name}{suffix}")
-    return written
+    yours = cached_model_path(name + "_yours")
+    return _copy_files(_entry_files(yours.parent, yours.stem), _entry_files(Path(out) if out else checkpoint_dir(), name))
 
 
 # Pretrained models the course ships (``course_utils/checkpoints``): trained by the recipe below with
