@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 
 from .attacks import AttackConfig
@@ -191,7 +192,7 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     name = cache_name(dataset, profile) + ("_yours" if source == "train" else "")
     path = cached_model_path(name)
     if source == "shipped" and not path.exists():
-        _copy_shipped(name, path.parent)
+        copy_shipped(name, path.parent)
     hist_path = path.with_name(f"{name}.history.csv")
     device = device or get_device()
     meta = {"recipe": json.loads(recipe_json(r))}
@@ -221,21 +222,25 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
         holder["history"] = res.history
 
     fresh = (lambda: build(r)) if memory_format is None else (lambda: build(r).to(memory_format=memory_format))
-    model = cached_model(name, fresh, train, meta=meta, device=device)
+    model = cached_model(name, fresh, train, meta=meta, device=device, shipped=False)  # copied above, if shipped
     return model.to(device).eval(), holder.get("history"), r
 
 
 def _entry_files(folder, name: str) -> list:
-    """The three files of cache entry ``name`` in ``folder``: weights, sidecar, history."""
+    """The three files of cache entry ``name`` in ``folder``: weights, sidecar, history (the history CSV
+    only for the robust recipes; other entries keep their history in the sidecar)."""
     return [folder / f"{name}{suffix}" for suffix in (".pt", ".pt.json", ".history.csv")]
 
 
 def _copy_files(sources: list, targets: list) -> list:
-    """Copy each source file to its target (atomically, file by file); the targets."""
+    """Copy each source file that exists to its target (atomically, file by file); the targets written."""
+    written = []
     for src, dst in zip(sources, targets):
-        with atomic_write(dst, "wb") as f:
-            f.write(src.read_bytes())
-    return targets
+        if src.is_file():
+            with atomic_write(dst, "wb") as f:
+                f.write(src.read_bytes())
+            written.append(dst)
+    return written
 
 
 def shipped_files(name: str) -> list:
@@ -243,27 +248,63 @@ def shipped_files(name: str) -> list:
     return _entry_files(checkpoint_dir(), name)
 
 
-def _copy_shipped(name: str, folder) -> bool:
-    """Copy the shipped entry ``name`` into the cache ``folder``; False if none is shipped."""
-    files = shipped_files(name)
-    if not all(f.is_file() for f in files):
+def is_shipped(name: str) -> bool:
+    """Whether the course ships cache entry ``name`` (its weights and sidecar are in ``checkpoint_dir()``)."""
+    return all(f.is_file() for f in shipped_files(name)[:2])
+
+
+def copy_shipped(name: str, folder) -> bool:
+    """Copy the shipped entry ``name`` into the cache ``folder`` (``training.cached_model`` calls this
+    when its cache has no entry ``name``); False if none is shipped. The copy is verified like any
+    cache entry when it is loaded: a damaged one is trained again."""
+    if not is_shipped(name):
         return False
-    _copy_files(files, _entry_files(folder, name))
+    folder.mkdir(parents=True, exist_ok=True)
+    _copy_files(shipped_files(name), _entry_files(folder, name))
     return True
 
 
-def ship(dataset: str, profile: str, out=None, progress: bool = True) -> list:
-    """Train (or load from the cache) the robust model of ``recipe(dataset, profile)`` and copy its cache
-    entry (weights, sidecar, history) into ``out`` (default ``checkpoint_dir()``): what the course ships
-    so that a learner's first run loads instead of training. Returns the written paths."""
+SHIP_TARGETS = ("mnist", "cifar10", "trap", "ibp")  # what ``python -m course_utils.zoo ship`` can ship
+
+
+def ship_names(target: str, profile: str) -> list[str]:
+    """The cache names that ``ship(target, profile)`` writes: the robust model of a data set, the
+    L-infinity trap's three other models (notebook 04), or the IBP-trained model (notebooks 08, 08b)."""
+    from .training import union
+
+    if target in RECIPES:
+        return [cache_name(target, profile)]
+    if target == "trap":
+        return [union.cache_name(kind, profile) for kind in union.KINDS if kind != "linf"]
+    if target == "ibp":
+        return [ibp_cache_name(profile)]
+    raise ValueError(f"target must be one of {SHIP_TARGETS}, got {target!r}")
+
+
+def ship(target: str, profile: str, out=None, progress: bool = True) -> list:
+    """Train (or load from the cache) the models of ``ship_names(target, profile)`` with
+    ``source="train"`` and copy their cache entries (weights, sidecar, history) into ``out`` (default
+    ``checkpoint_dir()``): what the course ships so that a learner's first run loads instead of
+    training. Returns the written paths."""
     from pathlib import Path
 
-    from .training import cached_model_path
+    from .training import cached_model_path, union
 
-    robust_model(dataset, profile, device="cpu", progress=progress, source="train")
-    name = cache_name(dataset, profile)
-    yours = cached_model_path(name + "_yours")
-    return _copy_files(_entry_files(yours.parent, yours.stem), _entry_files(Path(out) if out else checkpoint_dir(), name))
+    names = ship_names(target, profile)
+    if target in RECIPES:
+        robust_model(target, profile, device="cpu", progress=progress, source="train")
+    elif target == "trap":
+        for kind in union.KINDS:
+            if kind != "linf":
+                union.model(kind, profile, device="cpu", progress=progress, source="train")
+    else:
+        ibp_model(profile, device="cpu", progress=progress, source="train")
+    folder = Path(out) if out else checkpoint_dir()
+    written = []
+    for name in names:
+        yours = cached_model_path(name + "_yours")
+        written += _copy_files(_entry_files(yours.parent, yours.stem), _entry_files(folder, name))
+    return written
 
 
 # Pretrained models the course ships (``course_utils/checkpoints``): trained by the recipe below with
@@ -474,26 +515,40 @@ IBP = {  # the IBP-trained MNIST model of notebook 08 (Gowal et al. 2018 schedul
 }
 
 
-def ibp_model(profile: str | None = None, device=None, progress: bool = True):
+def ibp_cache_name(profile: str | None = None) -> str:
+    """The cache key of ``ibp_model(profile)`` (the key notebook 08 has always used)."""
+    profile = profile or get_profile().name
+    if profile not in IBP:
+        raise ValueError(f"profile must be one of {sorted(IBP)}, got {profile!r}")
+    r = IBP[profile]
+    return f"mnist_ibp_eps{r['eps_train']}_{profile}_{r['epochs']}_{r['n_train']}"
+
+
+def ibp_model(profile: str | None = None, device=None, progress: bool = True, source: str = "shipped"):
     """``(model, history, recipe)``: ``mnist_small_cnn`` trained by ``certify.ibp_fit`` at eps_train =
     0.15 (above the test radius 0.1, as Gowal et al. 2018) on ``IBP[profile]``; cached, so notebooks
     08 and 08b and ``benchmarks/certified.py`` certify the same weights. ``history``: the per-epoch
     list of ``ibp_fit`` when trained now, else the one recorded in the sidecar (``None`` if absent).
+    ``source``: ``"shipped"`` loads the course's shipped entry on a first run when there is one
+    (``python -m course_utils.zoo ship ibp quick``), ``"train"`` trains it yourself (cached as
+    ``<name>_yours``), as in ``robust_model``.
     """
     from .certify import ibp_fit
     from .data import load_dataset, make_loader
     from .training import cached_field, cached_model
 
+    if source not in ("shipped", "train"):
+        raise ValueError(f"source must be 'shipped' or 'train', got {source!r}")
     profile = profile or get_profile().name
-    if profile not in IBP:
-        raise ValueError(f"profile must be one of {sorted(IBP)}, got {profile!r}")
+    name = ibp_cache_name(profile) + ("_yours" if source == "train" else "")
     r = IBP[profile]
-    name = f"mnist_ibp_eps{r['eps_train']}_{profile}_{r['epochs']}_{r['n_train']}"  # the key notebook 08 has always used
     meta = {"recipe": dict(r)}
 
     def train(model):
         loader = make_loader(load_dataset("mnist", "train"), batch_size=r["batch"], n=r["n_train"], seed=0)
+        start = time.perf_counter()
         meta["history"] = ibp_fit(model, loader, epochs=r["epochs"], eps=r["eps_train"], progress=progress)
+        meta["train_seconds"] = round(time.perf_counter() - start, 1)  # on the machine that trained it
 
     model = cached_model(name, lambda: build(r), train, meta=meta, device=device or get_device())
     history = cached_field(name, meta, "history")
@@ -509,8 +564,10 @@ def _main(argv=None):
     t.add_argument("name", choices=pretrained_names())
     t.add_argument("--out", default=None, help="folder (default: the package's checkpoints folder)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    sh = sub.add_parser("ship", help="train a robust recipe and copy its cache entry into the shipped checkpoints")
-    sh.add_argument("dataset", choices=sorted(RECIPES))
+    sh = sub.add_parser("ship", help="train the models of a recipe and copy their cache entries into the shipped "
+                                     "checkpoints: a data set's robust model, notebook 04's L-infinity trap models, "
+                                     "or the IBP-trained model")
+    sh.add_argument("target", choices=SHIP_TARGETS)
     sh.add_argument("profile", choices=["smoke", "quick", "full"])
     sh.add_argument("--out", default=None, help="folder (default: the package's checkpoints folder)")
     sh.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -520,7 +577,7 @@ def _main(argv=None):
 
         torch.set_num_threads(args.threads)
     if args.command == "ship":
-        for path in ship(args.dataset, args.profile, args.out):
+        for path in ship(args.target, args.profile, args.out):
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
         return
     meta = train_pretrained(args.name, args.out or checkpoint_dir())

@@ -271,6 +271,41 @@ def test_a_damaged_shipped_entry_is_trained_again(tiny_zoo, tmp_path, monkeypatc
     assert tiny_zoo == ["mnist", "mnist"], "a damaged shipped copy is never trusted"
 
 
+@pytest.mark.parametrize("target", ["trap", "ibp"])
+def test_shipped_trap_and_ibp_models_load_without_training(tiny_zoo, tmp_path, monkeypatch, target):
+    """Any cache entry the course ships (here notebook 04's trap models and notebook 08's IBP model, which
+    go through training.cached_model) is copied into a learner's empty cache and loaded, not trained;
+    source="train" trains them anyway."""
+    from course_utils.training import union
+
+    monkeypatch.setitem(zoo.IBP, "smoke", dict(model="mnist_small_cnn", n_train=64, epochs=1, batch=32, eps_train=0.15))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(zoo, "checkpoint_dir", lambda: shipped)
+    written = zoo.ship(target, "smoke", progress=False)
+    names = zoo.ship_names(target, "smoke")
+    assert sorted(p.name for p in written if p.suffix == ".pt") == sorted(f"{n}.pt" for n in names)
+    assert all(zoo.is_shipped(n) for n in names) and len(tiny_zoo) == len(names)
+
+    def load(source):
+        if target == "ibp":
+            return [zoo.ibp_model("smoke", device="cpu", progress=False, source=source)[0]]
+        return [union.model(k, "smoke", device="cpu", progress=False, source=source)[0] for k in ("standard", "l2", "union")]
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "learner_cache"))  # a learner's empty cache
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load("shipped")
+    assert len(tiny_zoo) == len(names), "the shipped entries were loaded, not trained again"
+    for model, name in zip(loaded, names):
+        state = torch.load(shipped / f"{name}.pt", weights_only=True)
+        assert all(torch.equal(v.cpu(), state[k]) for k, v in model.state_dict().items())
+    load("train")
+    assert len(tiny_zoo) == 2 * len(names), "source='train' trains whatever is shipped"
+    with pytest.raises(ValueError, match="source"):
+        load("download")
+
+
 def test_a_killed_history_write_leaves_no_half_file(tiny_zoo, monkeypatch):
     to_csv = pd.DataFrame.to_csv
 

@@ -33,12 +33,13 @@ def test_names_and_sizes():
     assert NAME in zoo.pretrained_names()
     files = [p for p in zoo.checkpoint_dir().iterdir() if p.is_file()]
     weights = [p for p in files if p.suffix == ".pt"]
-    current = {zoo.cache_name(d, prof) for d in zoo.RECIPES for prof in zoo.RECIPES[d]}  # robust recipes today
+    current = {n: t for n, (t, _) in _shipped_today().items()}  # the entries today's recipes would ship
     stems = {p.stem for p in weights}
     assert set(zoo.pretrained_names()) <= stems, "a checkpoint per pretrained name"
-    assert stems <= set(zoo.pretrained_names()) | current, f"strays (an old recipe's entry?): {stems - current}"
+    assert stems <= set(zoo.pretrained_names()) | set(current), f"strays (an old recipe's entry?): {stems - set(current)}"
     for stem in stems - set(zoo.pretrained_names()):
-        assert all(f.is_file() for f in zoo.shipped_files(stem)), f"{stem}: weights, sidecar and history"
+        robust = current[stem] in zoo.RECIPES  # their history is a CSV, the others' in the sidecar
+        assert all(f.is_file() for f in zoo.shipped_files(stem)[:3 if robust else 2]), f"{stem}: weights, sidecar (history)"
     assert all(p.stat().st_size <= 5 * 2**20 for p in weights), "each checkpoint at most about 5 MB"
     assert sum(p.stat().st_size for p in files) <= 20 * 2**20, "all together at most about 20 MB"
 
@@ -71,16 +72,35 @@ def test_accuracy_check_fails_on_the_wrong_weights():
         check_recorded_accuracy(models.resnet20().eval(), _meta())
 
 
-def test_shipped_robust_entries_verify():
-    """Each shipped robust-recipe entry (zoo.ship) passes the cache's own checks: weights' SHA-256 and history."""
-    from course_utils.training import load_checkpoint, read_sidecar
+def _shipped_today() -> dict:
+    """cache name -> (ship target, profile) of every entry today's recipes ship (``zoo.ship_names``)."""
+    return {n: (t, prof) for t in zoo.SHIP_TARGETS for prof in ("smoke", "quick", "full") for n in zoo.ship_names(t, prof)}
 
+
+def test_shipped_entries_verify():
+    """Each shipped cache entry (zoo.ship: robust models, the L-infinity trap's models, the IBP model)
+    passes the cache's own checks: its recipe's architecture, the weights' SHA-256, and its history."""
+    from course_utils.training import load_checkpoint, read_sidecar, union
+
+    today = _shipped_today()
     stems = [p.stem for p in zoo.checkpoint_dir().glob("*.pt") if p.stem not in zoo.pretrained_names()]
+    assert {"trap", "ibp", "mnist", "cifar10"} <= {today[s][0] for s in stems}, "what notebooks 04, 05, 08 load"
     for stem in stems:
+        target, profile = today[stem]
         weights, _, history = zoo.shipped_files(stem)
-        dataset, profile = stem.split("_robust_")[0], stem.split("_robust_")[1].split("_")[0]
-        load_checkpoint(zoo.build(zoo.recipe(dataset, profile)), weights)
-        assert len(zoo.read_history(history, read_sidecar(weights)["history"])) >= 1
+        meta = read_sidecar(weights)
+        if target in zoo.RECIPES:
+            r = zoo.recipe(target, profile)
+            assert len(zoo.read_history(history, meta["history"])) >= 1
+        elif target == "trap":
+            kind = stem.split("_")[2]
+            r = union.recipe(kind, profile)
+            epochs = meta["history"]["epoch"]
+            assert epochs == list(range(1, len(epochs) + 1)) and 1 <= len(epochs) <= r["train"].epochs
+        else:
+            r = zoo.IBP[profile]
+            assert len(meta["history"]) == r["epochs"], "one history row per epoch"
+        load_checkpoint(zoo.build(r), weights)
 
 
 def test_channels_last_is_the_same_model():

@@ -129,7 +129,7 @@ def cached_field(name: str, meta: dict, key: str):
         return None
 
 
-def cached_model(name: str, build, train, meta: dict | None = None, device=None):
+def cached_model(name: str, build, train, meta: dict | None = None, device=None, shipped: bool = True):
     """Load model ``name`` from ``cache_dir()/models`` if present and intact, else ``train`` and save it.
 
     build(): a fresh model; train(model): trains it in place. The cache key should include the
@@ -137,8 +137,18 @@ def cached_model(name: str, build, train, meta: dict | None = None, device=None)
     that cannot be verified or loaded (missing, empty or garbled sidecar, no SHA-256, other weights,
     another architecture) counts as missing: a one-line warning, then training starts from a fresh
     ``build()``. ``meta`` is stored in the sidecar after ``train`` returns, so ``train`` may add to it.
+
+    When the cache has no entry ``name`` and the course ships one (``zoo.is_shipped(name)``: made by
+    ``python -m course_utils.zoo ship``), the shipped files are copied into the cache first and then
+    verified like any entry; ``shipped=False`` skips that (a caller that copied and rejected the
+    shipped entry itself). A "train it yourself" caller uses a name the course does not ship
+    (``zoo.robust_model(..., source="train")`` appends ``_yours``).
     """
     path = cached_model_path(name)
+    if shipped and not path.exists() and not Path(str(path) + ".json").exists():
+        from .. import zoo
+
+        zoo.copy_shipped(name, path.parent)
     model = build()
     if path.exists() or Path(str(path) + ".json").exists():
         initial = {k: v.clone() for k, v in model.state_dict().items()}

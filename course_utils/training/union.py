@@ -68,7 +68,7 @@ def cache_name(kind: str, profile: str | None = None) -> str:
     return f"mnist_trap_{kind}_{profile}_{digest}"
 
 
-def model(kind: str, profile: str | None = None, device=None, progress: bool = True):
+def model(kind: str, profile: str | None = None, device=None, progress: bool = True, source: str = "shipped"):
     """``(model in eval mode, history DataFrame or None, recipe)`` for ``kind`` in ``KINDS``.
 
     "linf" is ``zoo.robust_model("mnist", profile)`` (whose initial weights come from the global torch
@@ -76,6 +76,9 @@ def model(kind: str, profile: str | None = None, device=None, progress: bool = T
     the same ``n_train`` images in the same order (loader seed 0), checked on the same ``n_val``
     held-out images, from initial weights seeded 0, and cached with ``cached_model``;
     the per-epoch history is kept in the checkpoint's sidecar (``None`` when it has none).
+    ``source``: ``"shipped"`` loads the course's shipped entry on a first run when there is one
+    (``python -m course_utils.zoo ship trap quick``), ``"train"`` trains it yourself (cached as
+    ``<name>_yours``), as in ``zoo.robust_model``.
     """
     import pandas as pd
 
@@ -86,10 +89,12 @@ def model(kind: str, profile: str | None = None, device=None, progress: bool = T
 
     profile = profile or get_profile().name
     device = device or get_device()
+    if source not in ("shipped", "train"):
+        raise ValueError(f"source must be 'shipped' or 'train', got {source!r}")
     if kind == "linf":
-        return zoo.robust_model("mnist", profile, device=device, progress=progress)
+        return zoo.robust_model("mnist", profile, device=device, progress=progress, source=source)
     r = recipe(kind, profile)
-    name = cache_name(kind, profile)
+    name = cache_name(kind, profile) + ("_yours" if source == "train" else "")
     meta = {"recipe": json.loads(zoo.recipe_json(r))}
 
     def train(m):
