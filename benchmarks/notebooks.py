@@ -37,7 +37,12 @@ what finished; default ``cache_dir()/benchmarks/notebooks_<profile>.json``), the
 the cold run (outputs and figures as a learner's first run shows them, the run's record in the
 notebook's ``course_run`` metadata) under ``DIR`` (``projects/`` for the projects) with the table as
 ``DIR/course_map.md`` and the results as ``DIR/results.json``: the input of ``benchmarks/build_site.py``.
-Nothing is written into ``notebooks/``. ``--passes cold`` runs only the cold pass.
+Nothing is written into ``notebooks/``. ``--passes cold`` runs only the cold pass; ``--passes warm
+--work-dir DIR`` runs only the warm pass, on the per-notebook caches that a cold run left in ``DIR``
+(``--work-dir`` keeps them; without it they are removed at the end).
+``--table-from A.json B.json ...`` runs nothing and builds one table from saved results of the same
+machine and profile (for each notebook and pass, the latest file's run), so that notebooks rerun
+after a change replace their rows without rerunning the whole course.
 
 Times from a shared machine are not for the README: run it on an otherwise idle machine.
 """
@@ -329,7 +334,7 @@ def markdown_table(results: dict) -> str:
         by_nb.setdefault(r["notebook"], {})[r["pass"]] = r
     shared = any(r["shared"] for r in results["runs"])
     lines = [
-        f"Measured by `benchmarks/notebooks.py` in the **{results['profile']}** profile on {results['date'][:10]} "
+        f"Measured by `benchmarks/notebooks.py` in the **{results['profile']}** profile on {results['date'] if ' to ' in results['date'] else results['date'][:10]} "
         f"(UTC): {machine_line(results)}. Cold: a fresh model cache (decoded data arrays reused); warm: "
         f"the same cache again.",
         "",
@@ -350,6 +355,31 @@ def markdown_table(results: dict) -> str:
         lines.append(f"| {link(name)} | {duration(cold and cold['wall_s'])} | {duration(warm and warm['wall_s'])} "
                      f"| {slow} | {status} | {'; '.join(flags) or 'idle'} |")
     return "\n".join(lines) + "\n"
+
+
+def merge_results(results_list: list[dict]) -> dict:
+    """One results object from several saved runs (``--table-from``): for each notebook and pass the run
+    of the latest file that has it, rows in course order. Refuses to mix profiles or machines: a course
+    map is one machine's table. The date becomes the range of the files' dates."""
+    if not results_list:
+        raise ValueError("no results to merge")
+    first = results_list[0]
+    for r in results_list[1:]:
+        if r["profile"] != first["profile"]:
+            raise ValueError(f"cannot merge profiles {first['profile']!r} and {r['profile']!r}")
+        if machine_line(r) != machine_line(first):
+            raise ValueError(f"cannot merge runs from two machines: {machine_line(first)!r} and {machine_line(r)!r}")
+    runs: dict[tuple[str, str], dict] = {}
+    for r in results_list:
+        for run in r["runs"]:
+            runs[(run["notebook"], run["pass"])] = run
+    order = {relative_name(p): i for i, p in enumerate(course_notebooks())}
+    dates = sorted(r["date"][:10] for r in results_list)
+    merged = dict(results_list[-1], date=dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}",
+                  merged_from=[r["date"] for r in results_list])
+    merged["runs"] = sorted(runs.values(), key=lambda run: (order.get(run["notebook"], len(order)), run["notebook"],
+                                                           PASSES.index(run["pass"])))
+    return merged
 
 
 def write_json(path: Path, results: dict):
@@ -377,9 +407,24 @@ def main(argv=None):
                         help="decode the data arrays into --data-cache first when missing (default: on)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="folder for the per-notebook caches (default: a temporary folder, removed at the end)")
+    parser.add_argument("--table-from", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="run nothing: build the table from saved results files of one machine (for each "
+                             "notebook and pass, the latest file's run), print it and write --table-out / --json-out")
     args = parser.parse_args(argv)
-    if args.passes not in (["cold"], ["cold", "warm"]):
-        parser.error("--passes is 'cold' or 'cold warm' (a warm run needs the cold run before it)")
+    if args.table_from:
+        merged = merge_results([json.loads(f.read_text()) for f in args.table_from])
+        table = markdown_table(merged)
+        print(table)
+        if args.table_out:
+            args.table_out.parent.mkdir(parents=True, exist_ok=True)
+            args.table_out.write_text(table)
+        if args.json_out:
+            write_json(args.json_out, merged)
+        return 0 if all(r["status"] == "ok" for r in merged["runs"]) else 1
+    if args.passes not in (["cold"], ["cold", "warm"], ["warm"]):
+        parser.error("--passes is 'cold', 'cold warm', or 'warm' (a warm run needs the cold run before it)")
+    if args.passes == ["warm"] and args.work_dir is None:
+        parser.error("--passes warm needs --work-dir: the folder of a cold run's per-notebook caches")
 
     sys.path.insert(0, str(REPO))
     from course_utils.config import cache_dir
@@ -396,16 +441,24 @@ def main(argv=None):
                "design": "cold: a fresh COURSE_CACHE_DIR holding only the decoded data arrays (top-level *.npz and "
                          "sidecars of data_cache); warm: the same cache again",
                "thresholds": {"load_before": BUSY_LOAD, "foreign_cpu_cores": BUSY_FOREIGN_CORES}, "runs": []}
-    if args.prepare_data and not data_arrays(data_cache):
+    work = args.work_dir.resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="course_map_"))
+    caches = {path: work / re.sub(r"\W", "_", relative_name(path).removesuffix(".ipynb")) for path in notebooks}
+    if args.passes == ["warm"]:
+        missing = [relative_name(p) for p, c in caches.items() if not c.is_dir()]
+        if missing:
+            parser.error(f"--passes warm: no cold run's cache in {work} for {', '.join(missing)}")
+    elif args.prepare_data and not data_arrays(data_cache):
         print(f"decoding the data arrays into {data_cache} (not timed as part of any notebook) ...", flush=True)
         results["prepare_data"] = prepare_data_arrays(data_cache)
         print(f"  {results['prepare_data']}", flush=True)
 
-    work = args.work_dir.resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="course_map_"))
     try:
         for path in notebooks:
-            cache = work / re.sub(r"\W", "_", relative_name(path).removesuffix(".ipynb"))
-            reused = fresh_cache(cache, data_cache)
+            cache = caches[path]
+            if args.passes[0] == "cold":
+                reused = fresh_cache(cache, data_cache)
+            else:  # warm only: the cache a cold run left (kept with --work-dir), as it is
+                reused = [p.name for p in data_arrays(cache)]
             for pass_name in args.passes:
                 record, nb = run_notebook(path, args.profile, cache, args.timeout)
                 record.update({"pass": pass_name, "data_arrays_reused": reused})
@@ -413,7 +466,7 @@ def main(argv=None):
                 write_json(json_out, results)
                 flag = " (shared machine)" if record["shared"] else ""
                 print(f"{record['notebook']} {pass_name}: {duration(record['wall_s'])}, {record['status']}{flag}", flush=True)
-                if keep is not None and pass_name == args.passes[0]:
+                if keep is not None and pass_name == "cold":
                     nb.metadata["course_run"] = {k: record[k] for k in ("profile", "pass", "started", "wall_s", "status", "shared")}
                     nb.metadata["course_run"]["machine"] = machine_line(results)
                     target = keep / relative_name(path)

@@ -46,9 +46,9 @@ def _notebook(path: Path, cells):
     return path
 
 
-def _run(tmp_path, *notebooks):
+def _run(tmp_path, *notebooks, passes=()):
     data_cache = tmp_path / "data_cache"
-    (data_cache / "models").mkdir(parents=True)
+    (data_cache / "models").mkdir(parents=True, exist_ok=True)
     (data_cache / "cifar10_jpeg_0123_test.npz").write_bytes(b"arrays")  # a decoded data array: reused
     (data_cache / "cifar10_jpeg_0123_test.npz.json").write_text("{}")
     (data_cache / "models" / "old.pt").write_bytes(b"old")  # a trained model: never carried into a cold cache
@@ -56,6 +56,7 @@ def _run(tmp_path, *notebooks):
     cmd = [sys.executable, str(SCRIPT), *map(str, notebooks), "--profile", "smoke", "--data-cache", str(data_cache),
            "--no-prepare-data", "--work-dir", str(tmp_path / "work"), "--keep-outputs", str(out),
            "--json-out", str(tmp_path / "results.json"), "--table-out", str(tmp_path / "table.md"), "--timeout", "120"]
+    cmd += ["--passes", *passes] if passes else []
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("COURSE_PROFILE", None)  # the script sets the profile itself
     # its own session, so that a timeout ends the script and its kernel together (a loaded shared CPU is slow)
@@ -101,6 +102,23 @@ def test_cold_then_warm_on_a_tiny_notebook(tmp_path):
     assert kept.metadata["course_run"]["pass"] == "cold" and kept.metadata["course_run"]["profile"] == "smoke"
     assert (out / "course_map.md").read_text() == table and json.loads((out / "results.json").read_text())["runs"] == runs
     assert not (tmp_path / "data_cache" / "log.txt").exists()  # the data cache was only read
+
+
+def test_a_warm_pass_on_a_kept_cold_runs_caches(tmp_path):
+    """--passes warm --work-dir DIR: the warm run uses the caches a cold run left in DIR (so a warm pass can
+    follow a cold-only course run); the kept executed notebook stays the cold run's; no cache, no run."""
+    nb = _notebook(tmp_path / "tiny.ipynb", CELLS)
+    proc, results, _, out = _run(tmp_path, nb, passes=["cold"])
+    assert proc.returncode == 0 and [r["pass"] for r in results["runs"]] == ["cold"]
+    proc, results, table, out = _run(tmp_path, nb, passes=["warm"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert [(r["pass"], r["status"]) for r in results["runs"]] == [("warm", "ok")]
+    log = (tmp_path / "work" / "tiny" / "log.txt").read_text().splitlines()
+    assert [line.split()[0] for line in log] == ["trained", "cached"], log
+    assert nbformat.read(out / "tiny.ipynb", as_version=4).metadata["course_run"]["pass"] == "cold"
+    refused = subprocess.run([sys.executable, str(SCRIPT), str(nb), "--passes", "warm", "--work-dir",
+                              str(tmp_path / "no_such_run")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "no cold run's cache" in refused.stderr
 
 
 def test_a_failing_notebook_is_reported(tmp_path):
@@ -169,3 +187,27 @@ def test_load_monitor_waits_for_the_previous_runs_load_to_decay(monkeypatch):
     with bench.LoadMonitor(sample_s=0.05) as m:
         pass
     assert m.load_before == 1.5 and m.shared
+
+
+def _saved(date, machine_cpu="AMD EPYC", profile="quick", runs=()):
+    machine = dict(cpu=machine_cpu, cores=2, cores_usable=2, torch="2.14.1", torch_threads=2, gpu=None, python="3.11.7")
+    return {"profile": profile, "date": date, "machine": machine,
+            "runs": [dict(notebook=nb, status="ok", wall_s=w, shared=False, slowest_cells=[], load_before=0.1,
+                          foreign_cpu_cores=0.0, **{"pass": p}) for nb, p, w in runs]}
+
+
+def test_table_from_saved_results_keeps_the_latest_run_per_notebook():
+    """--table-from: the course map from several saved runs of one machine, rows in course order, a rerun
+    notebook's newer time replacing the old one; two machines or two profiles are refused."""
+    nb04, nb05 = "04_adversarial_training_mnist.ipynb", "05_adversarial_training_cifar10.ipynb"
+    old = _saved("2026-12-02T10:00:00+00:00", runs=[(nb05, "cold", 364.0), (nb04, "cold", 748.0)])
+    new = _saved("2026-12-03T10:00:00+00:00", runs=[(nb04, "cold", 300.0), ("00_setup_and_course_map.ipynb", "cold", 57.0)])
+    merged = bench.merge_results([old, new])
+    assert [(r["notebook"], r["wall_s"]) for r in merged["runs"]] == [
+        ("00_setup_and_course_map.ipynb", 57.0), (nb04, 300.0), (nb05, 364.0)]
+    table = bench.markdown_table(merged)
+    assert "2026-12-02 to 2026-12-03" in table and "| 5 min 0 s |" in table and "12 min 28 s" not in table
+    with pytest.raises(ValueError, match="two machines"):
+        bench.merge_results([old, _saved("2026-12-03T10:00:00+00:00", machine_cpu="Intel", runs=[(nb04, "cold", 1.0)])])
+    with pytest.raises(ValueError, match="profiles"):
+        bench.merge_results([old, _saved("2026-12-03T10:00:00+00:00", profile="smoke")])
