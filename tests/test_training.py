@@ -308,7 +308,7 @@ def test_zoo_models_default_to_the_course_device(monkeypatch, which):
     course_device = torch.device("meta")  # stands for "whatever get_device() returns", e.g. cuda
     seen = {}
 
-    def fake_cached_model(name, build, train, meta=None, device=None):
+    def fake_cached_model(name, build, train, meta=None, device=None, shipped=True):
         seen["device"] = device
         return build().to(device)
 
