@@ -137,6 +137,77 @@ def test_stream_flag_rate_tracks_attack_share():
     assert list(df.flagged) == list(df.attack_share) and df.flagged.iloc[0] == 0 and df.flagged.iloc[2] == 1
 
 
+def test_flippable_pixels_exact_on_hand_made_pixels():
+    x = torch.tensor([0.0, 0.25, 0.45, 0.55, 1.0]).view(1, 1, 1, 5)
+    # 1 bit, eps 0.1: only 0.45 (up) and 0.55 (down) can cross 0.5; a one-sided check misses 0.55
+    assert sanitization.flippable_pixels(x, 0.1, 1).item() == pytest.approx(2 / 5)
+    assert sanitization.flippable_pixels(x, 0.0, 1).item() == 0
+    assert sanitization.flippable_pixels(x, 0.3, 1).item() == pytest.approx(3 / 5)  # 0.25 + 0.3 crosses too
+    with pytest.raises(ValueError, match="eps"):
+        sanitization.flippable_pixels(x, -0.1, 1)
+
+
+@pytest.mark.parametrize("bits,eps", [(1, 0.3), (5, 8 / 255), (3, 0.05)])
+def test_flippable_pixels_matches_brute_force_search(bits, eps):
+    x = images(4, channels=3, seed=2)
+    deltas = torch.linspace(-eps, eps, 201)
+    s = sanitization.bit_depth(x, bits)
+    moved = torch.zeros_like(x, dtype=torch.bool)
+    for d in deltas:  # every change on a fine grid of [-eps, eps], clipped to the image range
+        moved |= sanitization.bit_depth((x + d).clamp(0, 1), bits) != s
+    assert torch.allclose(sanitization.flippable_pixels(x, eps, bits), moved.flatten(1).float().mean(1))
+
+
+class _Fixed(nn.Module):
+    """A 'model' that returns fixed logits per example, whatever the input (for counting tests)."""
+
+    def __init__(self, pred_clean, pred_adv):
+        super().__init__()
+        self.clean, self.adv = pred_clean, pred_adv
+
+    def forward(self, x):
+        pred = torch.where(x[:, 0, 0, 0] > 0.5, self.adv, self.clean)
+        return nn.functional.one_hot(pred, 3).float()
+
+
+class _Flags(sanitization.Detector):
+    def __init__(self, flags):
+        self.flags, self.threshold = flags, 0.5
+
+    def differentiable_score(self, x, through=None):
+        return self.flags.float()
+
+
+def test_detection_report_counts_and_intervals():
+    y = torch.zeros(10, dtype=torch.long)
+    pred_clean = torch.tensor([0] * 8 + [1, 1])  # 8 correctly classified
+    pred_adv = torch.tensor([1, 1, 1, 1, 1, 1, 0, 0, 1, 1])  # 6 of those 8 fooled
+    flags = torch.tensor([1, 1, 0, 0, 0, 0, 1, 0, 1, 1], dtype=torch.bool)  # 2 of the 6 flagged
+    x, x_adv = torch.zeros(10, 1, 2, 2), torch.ones(10, 1, 2, 2)
+    r = sanitization.detection_report(_Fixed(pred_clean, pred_adv), _Flags(flags), x, y, x_adv, "t")
+    assert (r["n"], r["fooled"], r["detected (of fooled)"], r["evaded"]) == (8, 6 / 8, 2 / 6, 4 / 8)
+    from statsmodels.stats.proportion import proportion_confint
+    lo, hi = proportion_confint(2, 6, alpha=0.05, method="beta")  # over the fooled, not over n
+    assert r["detected 95% CI"] == f"{lo:.2f}-{hi:.2f}"
+
+
+def _row(fooled, detected, n=200):
+    evaded = fooled * (1 - detected)
+    return {"attack": "a", "n": n, "fooled": fooled, "detected (of fooled)": detected, "detected 95% CI": "x-y",
+            "evaded": evaded, "evaded 95% CI": "x-y"}
+
+
+def test_bypass_verdict_needs_both_fooling_and_evading():
+    ok, text = sanitization.bypass_verdict(_row(0.97, 0.03))
+    assert ok and text.startswith("BYPASSED")
+    for row, why in ((_row(0.97, 0.5), "detected 50.0% > 20%"), (_row(0.5, 0.0), "fooled 50.0% < 90%")):
+        ok, text = sanitization.bypass_verdict(row)
+        assert not ok and why in text and "strengthen the attack" in text
+    ok, text = sanitization.bypass_verdict(_row(0.0, float("nan")))
+    assert not ok and "fooled nothing" in text
+    assert sanitization.bypass_verdict(_row(0.95, 0.15), max_detected=0.1)[0] is False
+
+
 # ---------------------------------------------------------------- adaptive attacks
 def test_bpda_forward_is_squeezer_and_gradient_is_identity():
     x = images().requires_grad_(True)
