@@ -6,6 +6,7 @@ Models (``training.union``: one recipe, ``zoo.recipe("mnist", profile)``, only t
 differs): standard (no adversarial example), L-inf (``zoo.robust_model("mnist")``, eps 0.3), L2
 (eps 2.0) and union (per example the worst of both: Tramer & Boneh 2019, Maini et al. 2020 "MAX").
 Threat models (``training.union.threat_models``): clean, L-inf PGD at 0.3, L2 PGD at 2.0, the
+gradient-free Square attack in the same L2 ball (the check on L2 PGD: Schott et al. 2019), the
 rotation (+-30 degrees) + translation (+-3 pixels) grid search of Engstrom et al. 2019 and ART's JSMA
 (Papernot et al. 2016; at most 10% of the pixels, towards a seeded random wrong class). Models are
 trained once and cached (``cached_model``), so notebook 04 loads the same weights.

@@ -199,3 +199,33 @@ def test_jsma_is_sparse_and_leaves_already_wrong_images_alone(tiny_model):
     assert ((x_adv - x)[x_adv != x] > 0).all()  # theta = +1 only brightens pixels
     again = interop.jsma(theta=1.0, gamma=0.05)(tiny_model, x, y)
     assert torch.equal(again, x_adv)  # seeded targets: the same images get the same attack
+
+
+def _table(square_linf: int, n: int = 500):
+    """A trap table with accuracies as counts of n; only the L-inf model's L2 Square count varies."""
+    from course_utils.evaluation import EvalResult
+
+    counts = {"clean": (496, 496, 496, 497), "L-inf PGD": (0, 478, 0, 474), "L2 PGD": (27, 478, 378, 465),
+              "L2 Square": (20, square_linf, 370, 460), "rotation+translation": (0, 0, 0, 1)}
+    return {(m, t): EvalResult(c[i], n, threat=t) for t, c in counts.items()
+            for i, m in enumerate(("standard", "linf", "l2", "union"))}
+
+
+def test_findings_flag_l2_gradient_masking_only_when_square_beats_pgd():
+    masked = union.findings(_table(square_linf=360))  # 72% under Square vs 95.6% under PGD: masked
+    lines = [line for line in masked if "gradient masking" in line]
+    assert len(lines) == 1 and lines[0].startswith("linf model, L2") and "72.0%" in lines[0]
+    honest = union.findings(_table(square_linf=476))  # within noise of PGD: nothing to flag
+    assert not any("gradient masking" in line for line in honest)
+    assert any(line.startswith("union vs L-inf model, L2 Square") for line in honest)
+
+
+def test_threat_models_include_a_gradient_free_l2_column():
+    threats = union.threat_models("smoke")
+    assert list(threats) == ["clean", "L-inf PGD", "L2 PGD", "L2 Square", "rotation+translation", "sparse (JSMA)"]
+    attack, threat = threats["L2 Square"]
+    assert "Square" in threat and "l2" in threat and "eps=2" in threat
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    x_adv = attack(model, x, y)
+    assert ((x_adv - x).flatten(1).norm(dim=1) <= union.L2_EPS + 1e-4).all() and x_adv.min() >= 0 and x_adv.max() <= 1

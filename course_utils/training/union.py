@@ -118,19 +118,24 @@ def threat_models(profile: str | None = None) -> dict:
     """The table's columns, ``{name: (attack(model, x, y) -> x_adv, threat string)}``, sized by the profile.
 
     L-infinity PGD at eps 0.3 and L2 PGD at ``L2_EPS`` (``P.attack_steps`` steps of the default
-    alpha = 2.5 eps / steps, ``P.restarts`` restarts); the rotation + translation grid of Engstrom et
-    al. (2019) (+-30 degrees, +-3 pixels; 31 x 7 x 7 points, 7 x 3 x 3 in smoke); ART's JSMA
+    alpha = 2.5 eps / steps, ``P.restarts`` restarts); torchattacks' Square attack in the same L2 ball
+    (gradient-free, ``SQUARE_QUERIES`` per profile): L-inf-trained MNIST models are known to mask L2
+    gradients (Schott et al. 2019), so L2 PGD alone overstates their L2 robustness; the rotation +
+    translation grid of Engstrom et al. (2019) (+-30 degrees, +-3 pixels; 31 x 7 x 7 points, 7 x 3 x 3 in smoke); ART's JSMA
     (Papernot et al. 2016) to a seeded random wrong class, at most 10% of the pixels.
     """
-    from ..interop import jsma
+    from ..interop import jsma, square
 
     P = get_profile(profile)
     linf = AttackConfig(LINF_EPS, steps=P.attack_steps, restarts=P.restarts)
     spatial = SpatialGrid(30.0, 3, angles=P.pick(smoke=7, quick=31, full=31), shifts=P.pick(smoke=3, quick=7, full=7))
     theta, gamma = 1.0, 0.1
+    queries = P.pick(smoke=50, quick=1000, full=5000)
     return {"clean": (None, "clean"),
             "L-inf PGD": (linf, str(linf)),
             "L2 PGD": (to_norm(linf, "l2", L2_EPS), str(to_norm(linf, "l2", L2_EPS))),
+            "L2 Square": (square(L2_EPS, "l2", n_queries=queries),
+                          threat_string("Square (torchattacks, gradient-free)", norm="l2", eps=L2_EPS, queries=queries)),
             "rotation+translation": (spatial, str(spatial)),
             "sparse (JSMA)": (jsma(theta, gamma), threat_string("JSMA (ART) to a random wrong class", norm="l0",
                                                                theta=theta, gamma=gamma))}
@@ -169,7 +174,8 @@ def findings(results: dict, reference: str = "L-inf PGD") -> list[str]:
     """Sentences read from ``trap_table``'s results (model names "standard", "linf", "l2", "union"):
     for the L-inf model, whether its robustness under ``reference`` carried over to each other threat
     model (its accuracy there far below, i.e. 95% intervals apart) and whether it beats the standard
-    model there; then what the union model costs in clean and L-inf accuracy against the L-inf model
+    model there; for every model, whether gradient-free Square beats L2 PGD (gradient masking, so the
+    L2 PGD number is not its L2 robustness); then what the union model costs in clean and L-inf accuracy against the L-inf model
     and what it gains in L2. Every sentence carries its numbers."""
     out = []
     threats = list(dict.fromkeys(t for _, t in results))
@@ -183,8 +189,14 @@ def findings(results: dict, reference: str = "L-inf PGD") -> list[str]:
                   if below(r, s) else "no better than the standard model (intervals overlap)")
         out.append(f"L-inf model under {t}: {cell(r)} vs {cell(ref)} under {reference}: robustness {verdict}; "
                    f"{vs_std} ({cell(s)}).")
+    for m in dict.fromkeys(m for m, _ in results):  # L2: does the gradient-free attack beat PGD?
+        if (m, "L2 PGD") in results and (m, "L2 Square") in results:
+            pgd, sq = results[(m, "L2 PGD")], results[(m, "L2 Square")]
+            if below(sq, pgd):
+                out.append(f"{m} model, L2: gradient-free Square {cell(sq)} is below L2 PGD {cell(pgd)}: PGD's number is "
+                           "gradient masking (Schott et al. 2019), read this model's L2 robustness from the lower one.")
     if ("union", "clean") in results:
-        for t in ("clean", reference, "L2 PGD"):
+        for t in ("clean", reference, "L2 PGD", "L2 Square"):
             if ("union", t) not in results:
                 continue
             u, li = results[("union", t)], results[("linf", t)]
