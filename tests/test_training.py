@@ -170,15 +170,37 @@ def test_per_class_accuracy_and_disjoint_split():
     assert len(set(train_idx.tolist()) | set(val_idx.tolist())) == 100
 
 
-def test_piecewise_schedule_drops_the_lr_for_the_last_fifth():
+@pytest.mark.parametrize("schedule,optimizer,expected", [
+    ("piecewise", "adam", [0.1] * 8 + [0.01] * 2),  # lr / 10 for the last fifth (Gowal et al. 2018)
+    ("multistep", "sgd", [0.1] * 5 + [0.01] * 3 + [0.001] * 2),  # / 10 at half, / 100 at three quarters (Rice et al.)
+])
+def test_step_schedules_drop_the_lr_where_they_say(schedule, optimizer, expected):
     model = nn.Linear(2, 2)
-    opt, sched = training.make_optimizer(model, lr=0.1, total_steps=10, optimizer="adam", schedule="piecewise")
+    opt, sched = training.make_optimizer(model, lr=0.1, total_steps=10, optimizer=optimizer, schedule=schedule)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert lrs == pytest.approx([0.1] * 8 + [0.01] * 2)
+    assert lrs == pytest.approx(expected)
+
+
+def test_train_probe_is_measured_like_the_held_out_check():
+    torch.manual_seed(0)
+    x, y = _toy_data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    check = AttackConfig(0.1, steps=3, alpha=0.025)
+    cfg = AdversarialTrainingConfig(AttackConfig(0.1, kind="fgsm_rs"), epochs=2, lr=0.1, val_attack=check)
+    probe = (x[:64], y[:64])
+    res = adversarial_fit(model, loader, cfg, val=(x[64:128], y[64:128]), train_probe=probe, progress=False)
+    h = res.history
+    assert {"train_clean", "train_robust"} <= set(h.columns)
+    from course_utils.evaluation import evaluate
+    model.eval()  # restore_best keeps the best epoch: recompute its row from the returned model
+    row = h.iloc[res.best_epoch - 1]
+    assert row["train_clean"] == evaluate(model, probe, progress=False).accuracy
+    assert row["train_robust"] <= row["train_clean"]
 
 
 def test_the_loss_hook_replaces_cross_entropy_and_sees_training_progress():
@@ -316,3 +338,53 @@ def test_zoo_models_default_to_the_course_device(monkeypatch, which):
     monkeypatch.setattr(training_pkg, "cached_model", fake_cached_model)
     model = getattr(zoo, which)("mnist", "smoke", progress=False)[0]
     assert seen["device"] == course_device and next(model.parameters()).device == course_device
+
+
+def _history(val, train):
+    import pandas as pd
+    return pd.DataFrame({"epoch": range(1, len(val) + 1), "val_robust": val, "train_robust": train})
+
+
+def test_robust_overfitting_verdict_needs_a_fall_beyond_noise_and_rising_training_robustness():
+    rice = _history([0.20, 0.35, 0.45, 0.38, 0.30], [0.25, 0.45, 0.60, 0.75, 0.85])  # Rice et al.'s shape
+    ok, text = training.robust_overfitting_verdict(rice, n_val=500)
+    assert ok and "ROBUST OVERFITTING" in text and "epoch 3" in text
+    noise = _history([0.20, 0.24, 0.22, 0.21], [0.25, 0.30, 0.31, 0.33])  # notebook 05's old quick run
+    ok, text = training.robust_overfitting_verdict(noise, n_val=300)
+    assert not ok and "within noise" in text
+    underfit = _history([0.20, 0.45, 0.30], [0.30, 0.50, 0.40])  # fell, but training robustness fell too
+    ok, text = training.robust_overfitting_verdict(underfit, n_val=1000)
+    assert not ok and "did not keep rising" in text and "within noise" not in text
+    assert not training.robust_overfitting_verdict(rice, n_val=20)[0]  # same curve, too few images to tell
+    with pytest.raises(ValueError, match="train_robust"):
+        training.robust_overfitting_verdict(rice.drop(columns="train_robust"), n_val=500)
+
+
+def test_robust_overfitting_verdict_pairs_best_and_last_checkpoints_on_the_same_images():
+    noisy = _history([0.20, 0.22, 0.15], [0.25, 0.40, 0.60])  # intervals on 300 images overlap
+    assert not training.robust_overfitting_verdict(noisy, n_val=300)[0]
+    best = torch.zeros(1000, dtype=torch.bool)
+    best[:220] = True
+    last = best.clone()
+    last[150:220] = False  # 70 images only the best gets right, none only the last: a real fall
+    ok, text = training.robust_overfitting_verdict(noisy, n_val=300, final=(best, last))
+    assert ok and "McNemar" in text and "70 images only the best" in text
+    swapped = best.clone()
+    swapped[150:220] = False
+    swapped[300:370] = True  # the same accuracy change is absent: 70 lost, 70 gained
+    ok, text = training.robust_overfitting_verdict(noisy, n_val=300, final=(best, swapped))
+    assert not ok and "McNemar p >= 0.05" in text
+    with pytest.raises(ValueError, match="same non-zero length"):
+        training.robust_overfitting_verdict(noisy, n_val=300, final=(best, last[:10]))
+
+
+def test_adversarial_fit_returns_the_best_weights():
+    torch.manual_seed(0)
+    x, y = _toy_data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    cfg = AdversarialTrainingConfig(AttackConfig(0.1, kind="fgsm_rs"), epochs=3, lr=0.1, restore_best=True,
+                                    val_attack=AttackConfig(0.1, steps=3, alpha=0.025))
+    res = adversarial_fit(model, loader, cfg, val=(x[:64], y[:64]), progress=False)
+    assert res.best_state is not None
+    assert all(torch.equal(res.best_state[k], v) for k, v in model.state_dict().items())  # restored = best

@@ -57,10 +57,11 @@ def curriculum(epochs: int, eps: float, steps: int = 1, ramp_epochs: int | None 
 class FitResult:
     """What ``adversarial_fit`` did: a per-epoch history (DataFrame), the epoch kept and why it stopped."""
 
-    history: "object"  # pandas DataFrame: epoch, eps, steps, loss, train_acc, val_clean, val_robust, seconds
+    history: "object"  # pandas DataFrame: epoch, eps, steps, loss, train_acc, [train_clean, train_robust,] val_clean, val_robust, seconds
     best_epoch: int | None
     stopped: str
     seconds: float
+    best_state: dict | None = dataclasses.field(default=None, repr=False)  # the best epoch's weights (state_dict copy)
 
     @property
     def robust_overfitting(self) -> float:
@@ -171,12 +172,15 @@ class AdversarialTrainingConfig:
 
 
 def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, schedule=None, checkpoint=None,
-                    generator=None, progress: bool = True) -> FitResult:
+                    generator=None, progress: bool = True, train_probe=None) -> FitResult:
     """Adversarial training with a held-out PGD check after every epoch.
 
     Each batch: the first ``config.ratio`` of it is replaced by adversarial examples of the epoch's
     attack (``config.epoch_attack``; eps and steps from ``schedule``, default ``config.schedule()``),
     then one optimizer step. ``val=(x, y)``: held-out images checked with ``config.val_attack``.
+    ``train_probe=(x, y)``: training images checked the same way after every epoch (columns
+    ``train_clean``, ``train_robust``): the training side of robust overfitting (Rice et al. 2020),
+    measured like the held-out side instead of read from the batches as they were trained.
     Stops when ``patience`` epochs pass without a new best, or when robust accuracy falls more than
     ``drop`` below the best (catastrophic overfitting); the best epoch's weights are restored
     (``restore_best``) and saved to ``checkpoint`` (a path).
@@ -200,6 +204,9 @@ def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, 
                         ratio=c.ratio, step=e * len(loader), total_steps=total)
         row = {"epoch": e + 1, "eps": schedule[e]["eps"], "steps": schedule[e]["steps"], "loss": r["loss"], "train_acc": r["accuracy"],
                "seconds": time.perf_counter() - t0}
+        if train_probe is not None:
+            row["train_clean"] = evaluate(model, train_probe, progress=False).accuracy
+            row["train_robust"] = evaluate(model, train_probe, val_attack, progress=False).accuracy
         if val is not None:
             row["val_clean"] = evaluate(model, val, progress=False).accuracy
             row["val_robust"] = evaluate(model, val, val_attack, progress=False).accuracy
@@ -217,4 +224,64 @@ def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, 
     if checkpoint is not None:
         save_checkpoint(model, checkpoint, {"best_epoch": best_epoch, "recipe": c.to_dict(), "stopped": stopped})
     model.eval()
-    return FitResult(pd.DataFrame(rows), best_epoch, stopped, time.perf_counter() - start)
+    return FitResult(pd.DataFrame(rows), best_epoch, stopped, time.perf_counter() - start, best_state)
+
+
+def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, final=None) -> tuple[bool, str]:
+    """Did this run show robust overfitting as Rice, Wong & Kolter (2020) describe it? Read from an
+    ``adversarial_fit`` history with ``val_robust`` (held-out) and ``train_robust`` (``train_probe``).
+
+    It appeared when (1) the last epoch is less robust than the best one beyond noise and (2) training
+    robust accuracy went on rising after the best epoch (last above best-epoch value), so the
+    train-test robust gap widened. For (1), ``final=(best_correct, last_correct)``: per-image
+    robust correctness (bool, same test images and attack) of the best and the last checkpoints, the
+    paper's best-versus-final comparison, tested with McNemar's exact test (p < 0.05, paired);
+    without it, the history's held-out numbers on ``n_val`` images, whose 95% Clopper-Pearson
+    intervals must not overlap (conservative: the best is a maximum over epochs). Returns (appeared,
+    a sentence with the numbers and, when it did not appear, what the run lacked).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    for col in ("val_robust", "train_robust"):
+        if col not in history or history[col].isna().all():
+            raise ValueError(f"history needs a {col!r} column (adversarial_fit with val= and train_probe=)")
+    n_probe = n_probe or n_val
+    v, t = history["val_robust"].to_numpy(), history["train_robust"].to_numpy()
+    b = int(v.argmax())
+    ci = lambda k, n: proportion_confint(k, n, alpha=0.05, method="beta")  # noqa: E731
+    if final is None:
+        (best_lo, _), (_, last_hi) = ci(round(v[b] * n_val), n_val), ci(round(v[-1] * n_val), n_val)
+        fell = last_hi < best_lo
+        test = "held-out intervals do not overlap" if fell else "the last held-out number is within noise of the best (intervals overlap)"
+        final_text = ""
+    else:
+        import numpy as np
+        from statsmodels.stats.contingency_tables import mcnemar
+
+        best_ok, last_ok = (np.asarray(getattr(a, "cpu", lambda: a)(), dtype=bool).ravel() for a in final)
+        if best_ok.shape != last_ok.shape or best_ok.size == 0:
+            raise ValueError("final needs two per-image bool arrays of the same non-zero length")
+        n = best_ok.size
+        only_best, only_last = int((best_ok & ~last_ok).sum()), int((~best_ok & last_ok).sum())
+        p = mcnemar([[0, only_best], [only_last, 0]], exact=True).pvalue
+        fell = last_ok.sum() < best_ok.sum() and p < 0.05
+        (bl, bh), (ll, lh) = ci(int(best_ok.sum()), n), ci(int(last_ok.sum()), n)
+        final_text = (f"; on {n} test images the best checkpoint is robust on {best_ok.mean():.3f} ({bl:.3f}-{bh:.3f}), "
+                      f"the last on {last_ok.mean():.3f} ({ll:.3f}-{lh:.3f}), McNemar p = {p:.2g} "
+                      f"({only_best} images only the best gets right, {only_last} only the last)")
+        test = "" if fell else "the last checkpoint is not less robust than the best beyond noise (McNemar p >= 0.05)"
+    rose = t[-1] > t[b]
+    gap_best, gap_last = t[b] - v[b], t[-1] - v[-1]
+    numbers = (f"held-out robust accuracy best {v[b]:.3f} at epoch {b + 1}, last {v[-1]:.3f} (epoch {len(v)}; "
+               f"{n_val} images); training robust accuracy {t[b]:.3f} at the best epoch, {t[-1]:.3f} at the last "
+               f"({n_probe} training images); train - test robust gap {gap_best:+.3f} -> {gap_last:+.3f}{final_text}")
+    if fell and rose:
+        return True, f"ROBUST OVERFITTING appeared: {numbers}. Keep the best epoch, not the last (early stopping)."
+    lacks = ([] if fell else [test]) + \
+            ([] if rose else ["training robust accuracy did not keep rising after the best epoch (an underfit model)"])
+    if rose and not fell and gap_last - gap_best >= 0.1:
+        lacks.append(f"the train - test gap did widen by {gap_last - gap_best:.2f} (the memorization behind robust "
+                     "overfitting), but its cost on held-out images was not resolved")
+    return False, (f"no robust overfitting in this run: {numbers}; {'; '.join(lacks)}. It needs a model that fits its "
+                   "training set under attack: more epochs after the learning-rate decay, fewer training images or a "
+                   "wider model (the full profile), or more test images to resolve a small fall.")

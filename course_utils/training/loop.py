@@ -110,19 +110,26 @@ def make_scheduler(optimizer, schedule="onecycle", lr=0.1, total_steps=None):
     """The per-batch LR scheduler of ``schedule`` on any torch optimizer (also ART's, project p1), or None.
     ``"onecycle"``: LR linearly up to ``lr`` over 40% of ``total_steps`` batches, then down to 0 (Wong et
     al. 2020); ``"piecewise"``: ``lr``, then ``lr / 10`` for the last 20% of batches (Gowal et al. 2018's
-    IBP runs); ``"constant"``: none (the optimizer keeps its LR)."""
-    if schedule in ("onecycle", "piecewise") and (not total_steps or total_steps < 1):
+    IBP runs); ``"multistep"``: ``lr``, ``lr / 10`` from 50% and ``lr / 100`` from 75% of the batches
+    (the 200-epoch schedule of Madry et al. 2018 and Rice et al. 2020, decays at epochs 100 and 150,
+    under which robust overfitting appears); ``"constant"``: none (the optimizer keeps its LR)."""
+    if schedule in ("onecycle", "piecewise", "multistep") and (not total_steps or total_steps < 1):
         raise ValueError(f"schedule={schedule!r} needs total_steps >= 1 (batches in all epochs), got {total_steps!r}")
     if schedule == "piecewise":
         for group in optimizer.param_groups:
             group["lr"] = lr
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.1 if step >= 0.8 * total_steps else 1.0)
+    if schedule == "multistep":
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.01 if step >= 0.75 * total_steps else 0.1 if step >= 0.5 * total_steps else 1.0)
     if schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.4,
                                                    anneal_strategy="linear")
     if schedule == "constant":
         return None
-    raise ValueError(f"schedule must be 'onecycle', 'piecewise' or 'constant', got {schedule!r}")
+    raise ValueError(f"schedule must be 'onecycle', 'piecewise', 'multistep' or 'constant', got {schedule!r}")
 
 
 def fit(model, loader, epochs, lr=0.1, attack=None, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
