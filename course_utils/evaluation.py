@@ -9,7 +9,8 @@ Confidence intervals are Clopper-Pearson (exact binomial) intervals from statsmo
 Also here: ``gradient_masking_checks`` (the gradient-masking checklist of notebooks 03 and 04:
 fair restarts, more steps, Square, transfer and unbounded-eps checks),
 ``robustness_ladder`` (clean, weak PGD, strong PGD with restarts and AutoAttack on the same
-images; notebooks 04, 05) and ``per_class_accuracy``.
+images; notebooks 04, 05), ``per_class_accuracy`` and ``correct`` (per-image correctness, for
+paired comparisons).
 """
 from __future__ import annotations
 
@@ -162,8 +163,9 @@ def results_table(results, **columns):
     return df
 
 
-def _correct(model, x, y, attack) -> torch.Tensor:
-    """Per-example correctness (B,) bool of ``model`` on ``attack(model, x, y)`` (or on x when attack is None)."""
+def correct(model, x, y, attack=None) -> torch.Tensor:
+    """Per-example correctness (B,) bool, on the CPU, of ``model`` on ``attack(model, x, y)`` (or on x when
+    attack is None): the paired data behind two results on the same images (McNemar; notebook 05)."""
     with eval_mode(model):
         x_in = x if attack is None else attack(model, x, y)
         return (_predict(model, x_in, y) == y).cpu()
@@ -227,24 +229,24 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
     def seeded(cfg, offset):  # independent random starts per row
         return cfg.replace(generator=torch.Generator().manual_seed(seed + offset))
 
-    def result(correct, threat):
-        return EvalResult(int(correct.sum()), n, threat)
+    def result(ok, threat):
+        return EvalResult(int(ok.sum()), n, threat)
 
     single = seeded(attack.replace(restarts=1), 0)
     fgsm_cfg = AttackConfig.fgsm(eps, norm)
     more = seeded(attack.replace(restarts=1, steps=more_steps), 1)  # alpha = default_alpha(eps, more_steps)
     many = seeded(attack.replace(restarts=restarts), 2)
     large = seeded(attack.replace(restarts=1, eps=large_eps), 3)
-    c_fgsm, c_pgd = _correct(model, x, y, fgsm_cfg), _correct(model, x, y, single)
-    c_more, c_many = _correct(model, x, y, more), _correct(model, x, y, many)
+    c_fgsm, c_pgd = correct(model, x, y, fgsm_cfg), correct(model, x, y, single)
+    c_more, c_many = correct(model, x, y, more), correct(model, x, y, many)
     r_fgsm, r_pgd, r_more, r_many = (result(c, str(cfg)) for c, cfg in
                                      ((c_fgsm, fgsm_cfg), (c_pgd, single), (c_more, more), (c_many, many)))
     r_white = result(c_pgd & c_more & c_many, "worst case of the PGD runs of rows 1-3")
 
     square_attack = square(eps, norm, n_queries=square_queries, seed=seed)
     square_threat = threat_string("Square", norm=norm, eps=eps, queries=square_queries)
-    r_square = result(_correct(model, x, y, square_attack), square_threat)
-    r_large = result(_correct(model, x, y, large), str(large))
+    r_square = result(correct(model, x, y, square_attack), square_threat)
+    r_large = result(correct(model, x, y, large), str(large))
 
     rows = []
 
@@ -280,7 +282,7 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
         def transfer(m, xb, yb):  # crafted on the surrogate, evaluated on the model
             return transfer_cfg(surrogate, xb, yb)
 
-        r_transfer = result(_correct(model, x, y, transfer), f"{transfer_cfg} on the surrogate, transferred")
+        r_transfer = result(correct(model, x, y, transfer), f"{transfer_cfg} on the surrogate, transferred")
         add("transfer from a surrogate does not beat the white-box attack", r_white, r_transfer,
             r_transfer.accuracy >= r_white.accuracy - tolerance, transfer_means)
     add(f"accuracy reaches ~0 at eps={format_number(large_eps)}", None, r_large, r_large.accuracy <= tolerance,
