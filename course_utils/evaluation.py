@@ -9,8 +9,9 @@ Confidence intervals are Clopper-Pearson (exact binomial) intervals from statsmo
 Also here: ``gradient_masking_checks`` (the gradient-masking checklist of notebooks 03 and 04:
 fair restarts, more steps, Square, transfer and unbounded-eps checks),
 ``robustness_ladder`` (clean, weak PGD, strong PGD with restarts and AutoAttack on the same
-images; notebooks 04, 05), ``per_class_accuracy`` and ``correct`` (per-image correctness, for
-paired comparisons).
+images; notebooks 04, 05), ``per_class_accuracy``, ``correct`` (per-image correctness) and
+``paired_comparison`` (McNemar's exact test on two such vectors) and ``paired_table`` (several
+models against a reference on the same images).
 """
 from __future__ import annotations
 
@@ -169,6 +170,40 @@ def correct(model, x, y, attack=None) -> torch.Tensor:
     with eval_mode(model):
         x_in = x if attack is None else attack(model, x, y)
         return (_predict(model, x_in, y) == y).cpu()
+
+
+def paired_comparison(a_ok, b_ok) -> dict:
+    """McNemar's exact test on per-image correctness of two models (or checkpoints, or attacks) on the
+    same images: ``a_ok``, ``b_ok`` bool arrays of one non-zero length (``correct``'s output). Returns
+    ``{"n", "a", "b", "only_a", "only_b", "p"}`` (accuracies, discordant counts, two-sided p-value):
+    a difference is beyond test-set noise when p < 0.05. It cannot see training-seed noise."""
+    import numpy as np
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    a, b = (np.asarray(getattr(v, "cpu", lambda: v)(), dtype=bool).ravel() for v in (a_ok, b_ok))
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("paired_comparison needs two per-image bool arrays of the same non-zero length")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = float(mcnemar([[0, only_a], [only_b, 0]], exact=True).pvalue)
+    return {"n": int(a.size), "a": float(a.mean()), "b": float(b.mean()), "only_a": only_a, "only_b": only_b, "p": p}
+
+
+def paired_table(correct_by_name: dict, reference: str, threat: str = ""):
+    """One row per entry of ``correct_by_name`` (name -> per-image bool correctness on the same images):
+    accuracy, 95% interval, difference from ``reference`` in points, McNemar p and whether that
+    difference is beyond test-set noise (p < 0.05). A DataFrame indexed by name."""
+    import pandas as pd
+
+    if reference not in correct_by_name:
+        raise ValueError(f"reference {reference!r} is not one of {list(correct_by_name)}")
+    rows = {}
+    for name, ok in correct_by_name.items():
+        pair = paired_comparison(ok, correct_by_name[reference])
+        r = EvalResult(round(pair["a"] * pair["n"]), pair["n"], threat or "accuracy")
+        rows[name] = {"accuracy": r.accuracy, "95% CI": tuple(round(v, 3) for v in r.ci),
+                      f"minus {reference} (points)": round(100 * (pair["a"] - pair["b"]), 1),
+                      "McNemar p": pair["p"], "beyond noise": name != reference and pair["p"] < 0.05}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _fmt(r: EvalResult) -> str:

@@ -94,6 +94,13 @@ def check_probability(value, name: str) -> float:
     return float(value)
 
 
+def check_fraction(value, name: str) -> float:
+    """A number in [0, 1], ends included (an accuracy, a share of traffic)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_norm(norm) -> str:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")

@@ -13,6 +13,9 @@ current profile with ``training.adversarial_fit``, so the notebook and
   evaluation of their model, entry ``Wong2020Fast``: 83.34% / 43.21%); quick = ``cifar_small_cnn``
   on a CPU.
 
+``standard_twin(dataset)`` is the same recipe with ``ratio=0`` (no adversarial example, initial
+weights seeded 0, the epoch kept chosen by clean held-out accuracy): the standard model a trade-off table compares the robust one with (notebook 05).
+
 The cache key holds the profile and a hash of the recipe, so changing a setting retrains.
 A robust model's training history is cached beside it (``<key>.history.csv``, written with
 ``config.atomic_write``); the model's sidecar records the CSV's SHA-256, columns and number of
@@ -181,6 +184,38 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
     (cached as ``<cache_name>_yours``, so later ``"train"`` calls load it): the "train it yourself
     instead" switch of notebooks 04 and 05.
     """
+    return _recipe_model(dataset, recipe(dataset, profile), cache_name(dataset, profile), device, progress,
+                         memory_format, source)
+
+
+def twin_recipe(dataset: str, profile: str | None = None) -> dict:
+    """``recipe(dataset, profile)`` with ``ratio=0``: no adversarial example, everything else the same
+    (images, held-out split, data order, width, epochs, optimizer, schedule). The held-out check becomes
+    clean accuracy (an attack at eps 0, as for the L-infinity trap's standard model), so the epoch kept
+    is the most accurate one, not the one a standard model happens to resist PGD best on (about 0%)."""
+    r = recipe(dataset, profile)
+    return {**r, "train": r["train"].replace(ratio=0.0, val_attack=AttackConfig(0.0))}
+
+
+def twin_cache_name(dataset: str, profile: str | None = None) -> str:
+    profile = profile or get_profile().name
+    digest = hashlib.sha256(recipe_json(twin_recipe(dataset, profile)).encode()).hexdigest()[:10]
+    return f"{dataset}_standard_twin_{profile}_{digest}"
+
+
+def standard_twin(dataset: str, profile: str | None = None, device=None, progress: bool = True, source: str = "shipped"):
+    """``(model, history, recipe)``: the **standard twin** of ``robust_model(dataset, profile)``, trained by
+    ``twin_recipe`` (the robust recipe with ``ratio=0`` and a clean held-out check), so a trade-off table that compares the two
+    compares adversarial training and nothing else (notebook 05). Cached, shipped and switched by
+    ``source`` exactly as ``robust_model`` (``python -m course_utils.zoo ship <dataset>_twin <profile>``)."""
+    return _recipe_model(dataset, twin_recipe(dataset, profile), twin_cache_name(dataset, profile), device, progress,
+                         None, source, init_seed=0)
+
+
+def _recipe_model(dataset: str, r: dict, base_name: str, device, progress: bool, memory_format, source: str,
+                  init_seed: int | None = None):
+    """``robust_model``'s body for any recipe ``r`` of ``dataset`` cached under ``base_name``; ``init_seed``
+    seeds the initial weights (None: the global torch generator as it stands, as ``robust_model`` always did)."""
     import torch
 
     from .data import load_dataset, make_loader
@@ -188,8 +223,7 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
 
     if source not in ("shipped", "train"):
         raise ValueError(f"source must be 'shipped' or 'train', got {source!r}")
-    r = recipe(dataset, profile)
-    name = cache_name(dataset, profile) + ("_yours" if source == "train" else "")
+    name = base_name + ("_yours" if source == "train" else "")
     path = cached_model_path(name)
     if source == "shipped" and not path.exists():
         copy_shipped(name, path.parent)
@@ -221,7 +255,12 @@ def robust_model(dataset: str, profile: str | None = None, device=None, progress
         meta["history"] = write_history(hist_path, res.history)  # saved in the sidecar by cached_model
         holder["history"] = res.history
 
-    fresh = (lambda: build(r)) if memory_format is None else (lambda: build(r).to(memory_format=memory_format))
+    def fresh():
+        if init_seed is not None:
+            torch.manual_seed(init_seed)
+        m = build(r)
+        return m if memory_format is None else m.to(memory_format=memory_format)
+
     model = cached_model(name, fresh, train, meta=meta, device=device, shipped=False)  # copied above, if shipped
     return model.to(device).eval(), holder.get("history"), r
 
@@ -264,7 +303,7 @@ def copy_shipped(name: str, folder) -> bool:
     return True
 
 
-SHIP_TARGETS = ("mnist", "cifar10", "trap", "ibp")  # what ``python -m course_utils.zoo ship`` can ship
+SHIP_TARGETS = ("mnist", "cifar10", "cifar10_twin", "trap", "ibp")  # what ``python -m course_utils.zoo ship`` can ship
 
 
 def ship_names(target: str, profile: str) -> list[str]:
@@ -274,6 +313,8 @@ def ship_names(target: str, profile: str) -> list[str]:
 
     if target in RECIPES:
         return [cache_name(target, profile)]
+    if target.endswith("_twin") and target[:-5] in RECIPES:
+        return [twin_cache_name(target[:-5], profile)]
     if target == "trap":
         return [union.cache_name(kind, profile) for kind in union.KINDS if kind != "linf"]
     if target == "ibp":
@@ -293,6 +334,8 @@ def ship(target: str, profile: str, out=None, progress: bool = True) -> list:
     names = ship_names(target, profile)
     if target in RECIPES:
         robust_model(target, profile, device="cpu", progress=progress, source="train")
+    elif target.endswith("_twin"):
+        standard_twin(target[:-5], profile, device="cpu", progress=progress, source="train")
     elif target == "trap":
         for kind in union.KINDS:
             if kind != "linf":

@@ -476,3 +476,27 @@ def test_a_missing_mnist_file_is_still_not_found(mnist_copy):
     (mnist_copy / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
         data.load_dataset("mnist", "test", download=False)
+
+
+def test_the_standard_twin_differs_from_the_robust_recipe_only_in_the_ratio(tiny_zoo, tmp_path, monkeypatch):
+    """zoo.standard_twin (notebook 05's trade-off table): the robust recipe with ratio=0, its own cache
+    entry, shipped and loaded like the robust model."""
+    robust_r, twin_r = zoo.recipe("mnist", "smoke"), zoo.twin_recipe("mnist", "smoke")
+    assert twin_r["train"].ratio == 0.0 and robust_r["train"].ratio == 1.0
+    assert {k: v for k, v in twin_r.items() if k != "train"} == {k: v for k, v in robust_r.items() if k != "train"}
+    assert twin_r["train"].val_attack.eps == 0.0  # the epoch kept is the most accurate, not the most PGD-robust
+    assert twin_r["train"].replace(ratio=1.0, val_attack=robust_r["train"].val_attack) == robust_r["train"]  # nothing else
+    assert zoo.twin_cache_name("mnist", "smoke") != zoo.cache_name("mnist", "smoke")
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(zoo, "checkpoint_dir", lambda: shipped)
+    written = zoo.ship("mnist_twin", "smoke", progress=False)
+    assert [p.name for p in written][0] == f"{zoo.twin_cache_name('mnist', 'smoke')}.pt" and tiny_zoo == ["mnist"]
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "learner_cache"))
+    twin, history, r = zoo.standard_twin("mnist", "smoke", device="cpu", progress=False)
+    assert tiny_zoo == ["mnist"], "the shipped twin was loaded, not trained again"
+    assert r == twin_r and len(history) == r["train"].epochs
+    again, _, _ = zoo.standard_twin("mnist", "smoke", device="cpu", progress=False, source="train")
+    assert tiny_zoo == ["mnist", "mnist"]
+    assert all(torch.equal(a, b) for a, b in zip(twin.state_dict().values(), again.state_dict().values())), \
+        "seeded initialization and data order: the twin trains to the same weights"

@@ -197,3 +197,22 @@ def test_mnist_cnn_is_supported():
     with torch.no_grad():
         lower, upper = certify.interval_bounds(mnist_small_cnn().eval(), torch.rand(2, 1, 28, 28), 0.1)
     assert lower.shape == (2, 10) and (upper >= lower).all() and math.isfinite(float(upper.max()))
+
+
+def test_side_by_side_orders_certificates_below_attacks_and_times_each_row():
+    from course_utils.attacks import AttackConfig
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    x, y = torch.rand(12, 1, 3, 4), torch.randint(0, 10, (12,))
+    rows = certify.side_by_side(model, x, y, 0.05, AttackConfig(0.05, steps=5))
+    by = {r["evaluation"]: r for r in rows}
+    assert list(by) == ["clean", "PGD", "AutoAttack", "IBP certificate", "CROWN certificate"]
+    assert all(r["images"] == 12 for r in rows)  # every number on the same images
+    assert all(r["seconds per image"] > 0 for r in rows)
+    acc = {k: r["accuracy"] for k, r in by.items()}
+    assert acc["IBP certificate"] <= acc["CROWN certificate"] <= min(acc["AutoAttack"], acc["PGD"])  # proofs below attacks
+    assert max(acc["AutoAttack"], acc["PGD"]) <= acc["clean"]
+    assert {r["kind"] for r in rows[3:]} == {"certified"}
+    with pytest.raises(ValueError, match="one radius"):  # a certificate at another radius than the attack
+        certify.side_by_side(model, x, y, 0.1, AttackConfig(0.05, steps=5))

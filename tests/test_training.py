@@ -388,3 +388,101 @@ def test_adversarial_fit_returns_the_best_weights():
     res = adversarial_fit(model, loader, cfg, val=(x[:64], y[:64]), progress=False)
     assert res.best_state is not None
     assert all(torch.equal(res.best_state[k], v) for k, v in model.state_dict().items())  # restored = best
+
+
+def _single_step_history(val, train_acc):
+    import pandas as pd
+    return pd.DataFrame({"epoch": range(1, len(val) + 1), "val_robust": val, "train_acc": train_acc})
+
+
+@pytest.mark.parametrize("val, train_acc, expected", [
+    ([0.10, 0.03, 0.01, 0.00], [0.40, 0.60, 0.75, 0.86], "collapsed"),  # beats FGSM-RS, not PGD (04's alpha = 1.25 eps)
+    ([0.20, 0.45, 0.60, 0.15], [0.40, 0.60, 0.70, 0.80], "collapsed"),  # rose, then fell 0.45 below its best
+    ([0.08, 0.17, 0.30, 0.38], [0.13, 0.50, 0.79, 0.84], "robust"),  # 04's alpha = 0.75 eps run
+    ([0.13, 0.13, 0.13, 0.13], [0.10, 0.11, 0.11, 0.11], "underfit"),  # a constant predictor: stuck, not collapsed
+    ([0.05, 0.02, 0.00, 0.00], [0.10, 0.20, 0.25, 0.30], "underfit"),  # PGD 0 but it does not beat FGSM either
+])
+def test_catastrophic_overfitting_tells_a_collapse_from_an_underfit_run(val, train_acc, expected):
+    outcome, text = training.catastrophic_overfitting(_single_step_history(val, train_acc))
+    assert outcome == expected and text.startswith(expected)
+    with pytest.raises(ValueError, match="train_acc"):
+        training.catastrophic_overfitting(_single_step_history(val, train_acc).drop(columns="train_acc"))
+
+
+def _ok(n_right, n=1000, start=0):
+    v = torch.zeros(n, dtype=torch.bool)
+    v[start:start + n_right] = True
+    return v
+
+
+def test_tradeoff_verdict_needs_a_clean_loss_and_a_robust_gain_beyond_noise():
+    clean_std, robust_std = _ok(990), _ok(0)
+    ok, text = training.tradeoff_verdict(clean_std, robust_std, _ok(940), _ok(900))  # 5 clean points for 90 robust
+    assert ok and "TRADE-OFF appeared" in text and "0.056 clean points per robust point" in text
+    ok, text = training.tradeoff_verdict(clean_std, robust_std, _ok(992), _ok(900))  # 04's recipe: clean went up
+    assert not ok and "clean accuracy did not fall beyond noise" in text
+    ok, text = training.tradeoff_verdict(clean_std, robust_std, _ok(986), _ok(900))  # 4 images: noise, not a cost
+    assert not ok and "clean accuracy did not fall beyond noise" in text
+    ok, text = training.tradeoff_verdict(clean_std, _ok(30), _ok(900), _ok(35))  # clean fell, robustness did not rise
+    assert not ok and "robust accuracy did not rise" in text
+
+
+def test_paired_comparison_and_table_pair_images_not_totals():
+    from course_utils.evaluation import paired_comparison, paired_table
+    a, shifted = _ok(500), _ok(500, start=250)  # same accuracy, 250 images each way
+    assert paired_comparison(a, a)["p"] == 1.0
+    same_total = paired_comparison(a, shifted)
+    assert same_total["only_a"] == same_total["only_b"] == 250 and same_total["p"] == 1.0
+    fell = paired_comparison(a, _ok(450))
+    assert fell["only_a"] == 50 and fell["only_b"] == 0 and fell["p"] < 1e-10
+    table = paired_table({"ref": a, "same total": shifted, "lower": _ok(450)}, "ref")
+    assert table["beyond noise"].tolist() == [False, False, True]
+    assert table.loc["lower", "minus ref (points)"] == -5.0
+    with pytest.raises(ValueError, match="same non-zero length"):
+        paired_comparison(a, a[:10])
+    with pytest.raises(ValueError, match="reference"):
+        paired_table({"ref": a}, "missing")
+
+
+def test_trades_inner_maximization_stays_in_the_ball_and_raises_the_kl():
+    model, x, _ = _batch(seed=3, n=32)
+    g = torch.Generator().manual_seed(0)
+    x_adv = training.trades_perturb(model, x, eps=0.1, alpha=0.025, steps=8, generator=g)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        p = F.softmax(model(x), 1)
+        kl = lambda z: F.kl_div(F.log_softmax(model(z), 1), p, reduction="sum").item()  # noqa: E731
+        start = (x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+        assert kl(x_adv) > 10 * max(kl(start), 1e-6)  # the steps maximized the KL, not just the start's noise
+    model.train()
+    training.trades_perturb(model, x, 0.1, 0.025, 2)
+    assert model.training  # train mode restored after the eval-mode attack
+
+
+def test_trades_loss_is_cross_entropy_plus_beta_times_the_kl():
+    model, x, y = _batch(seed=4, n=32)
+    ce = F.cross_entropy(model(x), y).item()
+    loss0, logits = training.trades_loss(0.1, 0.025, 5, beta=0.0)(model, x, y)
+    assert abs(loss0.item() - ce) < 1e-6 and logits.shape == (32, 3)
+    torch.manual_seed(0)
+    loss1, _ = training.trades_loss(0.1, 0.025, 5, beta=1.0)(model, x, y)
+    torch.manual_seed(0)
+    loss6, _ = training.trades_loss(0.1, 0.025, 5, beta=6.0)(model, x, y)
+    kl = loss1.item() - ce
+    assert kl > 0 and abs(loss6.item() - (ce + 6 * kl)) < 1e-4  # beta scales the KL term, not the clean loss
+    loss1.backward()  # the hook's loss is differentiable in the weights (train_step calls backward on it)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_break_even_attack_share_and_error_rate():
+    from course_utils.interview import break_even_attack_share, error_rate
+    assert error_rate(0.99, 0.0, 0.0) == pytest.approx(0.01)
+    assert error_rate(0.99, 0.0, 1.0) == pytest.approx(1.0)
+    s = break_even_attack_share(0.99, 0.0, 0.94, 0.90)  # 5 clean points for 90 robust points
+    assert s == pytest.approx(0.05 / 0.95)
+    assert error_rate(0.99, 0.0, s) == pytest.approx(error_rate(0.94, 0.90, s))  # equal errors at the break-even
+    assert error_rate(0.99, 0.0, 2 * s) > error_rate(0.94, 0.90, 2 * s)  # beyond it the robust model wins
+    assert break_even_attack_share(0.97, 0.0, 0.99, 0.9) == 0.0  # no clean cost: it wins at any share
+    assert break_even_attack_share(0.99, 0.5, 0.98, 0.5) is None  # not more robust: it never wins
+    with pytest.raises(ValueError, match="attack_share"):
+        error_rate(0.9, 0.5, 1.5)

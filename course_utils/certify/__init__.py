@@ -5,6 +5,8 @@
 - ``ibp``: ``interval_bounds``, ``margin_lower_bounds``, ``verified``, ``ibp_loss``, ``ibp_fit`` (Gowal et al. 2018).
 - ``relaxation``: ``crown_bounds``, ``crown_margin_lower_bounds`` (Zhang et al. 2018), ``lp_margin_lower_bounds``
   (triangle LP), ``exact_margin_lower_bounds`` (MILP), ``margin_lower_bounds_by`` / ``verified_by`` / ``verified_accuracy_by`` over ``METHODS``.
+- ``compare``: ``side_by_side`` (clean, PGD, AutoAttack, IBP and CROWN accuracy of one model at one radius, with
+  seconds per image: notebook 09).
 Every public name is importable from this package: ``from course_utils import certify``.
 """
 from .smoothing import (ABSTAIN, lower_confidence_bound, certified_radius, Smooth, certify_dataset,
@@ -14,3 +16,4 @@ from .ibp import (SUPPORTED, input_box, layer_bounds, interval_bounds, margin_lo
 from .relaxation import (METHODS, affine_blocks, affine_segments, relu_relaxation, preactivation_bounds, crown_bounds,
     crown_margin_lower_bounds, lp_margin_lower_bounds, exact_margin_lower_bounds, margin_lower_bounds_by, verified_by,
     verified_accuracy_by)
+from .compare import side_by_side

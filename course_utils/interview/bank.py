@@ -144,7 +144,7 @@ BANK = [
      "classification loss and adds a smoothness term that pushes the decision boundary away from the data. The "
      "inner maximization attacks the KL term, not the label loss. beta sets the trade-off explicitly (beta = 6 in "
      "the paper), whereas Madry's objective trains only on adversarial points.",
-     "notebook 04"),
+     "09: section 2a (TRADES beside FGSM-RS on the same budget)"),
     ("at-per-class", "adversarial training",
      "Which classes lose most clean accuracy under adversarial training, and why does it matter?",
      "Per-class breakdown; similar classes lose most; fairness angle (Xu et al. 2021).",

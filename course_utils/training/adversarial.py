@@ -255,19 +255,18 @@ def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, 
         test = "held-out intervals do not overlap" if fell else "the last held-out number is within noise of the best (intervals overlap)"
         final_text = ""
     else:
-        import numpy as np
-        from statsmodels.stats.contingency_tables import mcnemar
+        from ..evaluation import paired_comparison
 
-        best_ok, last_ok = (np.asarray(getattr(a, "cpu", lambda: a)(), dtype=bool).ravel() for a in final)
-        if best_ok.shape != last_ok.shape or best_ok.size == 0:
-            raise ValueError("final needs two per-image bool arrays of the same non-zero length")
-        n = best_ok.size
-        only_best, only_last = int((best_ok & ~last_ok).sum()), int((~best_ok & last_ok).sum())
-        p = mcnemar([[0, only_best], [only_last, 0]], exact=True).pvalue
-        fell = last_ok.sum() < best_ok.sum() and p < 0.05
-        (bl, bh), (ll, lh) = ci(int(best_ok.sum()), n), ci(int(last_ok.sum()), n)
-        final_text = (f"; on {n} test images the best checkpoint is robust on {best_ok.mean():.3f} ({bl:.3f}-{bh:.3f}), "
-                      f"the last on {last_ok.mean():.3f} ({ll:.3f}-{lh:.3f}), McNemar p = {p:.2g} "
+        try:
+            pair = paired_comparison(*final)
+        except ValueError:
+            raise ValueError("final needs two per-image bool arrays of the same non-zero length") from None
+        n, only_best, only_last, p = pair["n"], pair["only_a"], pair["only_b"], pair["p"]
+        best_ok, last_ok = round(pair["a"] * n), round(pair["b"] * n)
+        fell = last_ok < best_ok and p < 0.05
+        (bl, bh), (ll, lh) = ci(best_ok, n), ci(last_ok, n)
+        final_text = (f"; on {n} test images the best checkpoint is robust on {best_ok / n:.3f} ({bl:.3f}-{bh:.3f}), "
+                      f"the last on {last_ok / n:.3f} ({ll:.3f}-{lh:.3f}), McNemar p = {p:.2g} "
                       f"({only_best} images only the best gets right, {only_last} only the last)")
         test = "" if fell else "the last checkpoint is not less robust than the best beyond noise (McNemar p >= 0.05)"
     rose = t[-1] > t[b]
@@ -285,3 +284,56 @@ def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, 
     return False, (f"no robust overfitting in this run: {numbers}; {'; '.join(lacks)}. It needs a model that fits its "
                    "training set under attack: more epochs after the learning-rate decay, fewer training images or a "
                    "wider model (the full profile), or more test images to resolve a small fall.")
+
+
+def catastrophic_overfitting(history, floor: float = 0.1, fitted: float = 0.5, drop: float = 0.2) -> tuple[str, str]:
+    """The outcome of one single-step training run, read from its ``adversarial_fit`` history
+    (``val_robust``: held-out PGD accuracy per epoch; ``train_acc``: accuracy on the training attack's
+    batches). One of
+
+    - ``"collapsed"``: catastrophic overfitting (Wong, Rice & Kolter 2020): held-out PGD accuracy fell
+      more than ``drop`` below its best, or the model beats its own training attack (last
+      ``train_acc`` >= ``fitted``) while its held-out PGD accuracy ends at or below ``floor``;
+    - ``"underfit"``: it does not even beat its training attack (``train_acc`` < ``fitted``): it never
+      learned, which is not the phenomenon;
+    - ``"robust"``: otherwise (held-out PGD accuracy ends above ``floor`` without such a fall).
+
+    Returns (outcome, a sentence with the numbers).
+    """
+    for col in ("val_robust", "train_acc"):
+        if col not in history or history[col].isna().all():
+            raise ValueError(f"history needs a {col!r} column (adversarial_fit with val=)")
+    v, t = history["val_robust"].to_numpy(), history["train_acc"].to_numpy()
+    b = int(v.argmax())
+    numbers = (f"held-out PGD best {v[b]:.3f} (epoch {b + 1}), last {v[-1]:.3f}; accuracy on the training attack "
+               f"{t[-1]:.3f} at the last epoch")
+    if v[b] - v[-1] > drop:
+        return "collapsed", f"collapsed: {numbers}; PGD accuracy fell {v[b] - v[-1]:.2f} below its best"
+    if t[-1] < fitted:
+        return "underfit", f"underfit: {numbers}; the model does not even beat its own training attack"
+    if v[-1] <= floor:
+        return "collapsed", f"collapsed: {numbers}; it beats the single-step attack but not PGD"
+    return "robust", f"robust: {numbers}"
+
+
+def tradeoff_verdict(clean_std, robust_std, clean_adv, robust_adv) -> tuple[bool, str]:
+    """Did adversarial training trade clean accuracy for robustness here? Four per-image bool vectors
+    on the same test images (``evaluation.correct``): the standard model clean and attacked, the
+    adversarially trained one clean and attacked. The trade-off appeared when robust accuracy rose and
+    clean accuracy fell, each beyond test-set noise (McNemar, p < 0.05); only then is the ratio
+    "clean points per robust point" a measurement. Returns (appeared, a sentence with the numbers)."""
+    from ..evaluation import paired_comparison
+
+    clean, robust = paired_comparison(clean_std, clean_adv), paired_comparison(robust_std, robust_adv)
+    d_clean, d_robust = 100 * (clean["a"] - clean["b"]), 100 * (robust["b"] - robust["a"])
+    numbers = (f"clean {clean['a']:.3f} -> {clean['b']:.3f} (McNemar p = {clean['p']:.2g}), robust {robust['a']:.3f} -> "
+               f"{robust['b']:.3f} (p = {robust['p']:.2g}) on {clean['n']} images")
+    gained, lost = d_robust > 0 and robust["p"] < 0.05, d_clean > 0 and clean["p"] < 0.05
+    if gained and lost:
+        return True, (f"TRADE-OFF appeared: {numbers}: {d_clean:.1f} clean points for {d_robust:.1f} robust points, "
+                      f"{d_clean / d_robust:.3f} clean points per robust point")
+    why = [] if gained else ["robust accuracy did not rise beyond noise (is the adversarially trained model robust?)"]
+    if not lost:
+        why.append(f"clean accuracy did not fall beyond noise ({d_clean:+.1f} points): robustness cost no measurable "
+                   "clean accuracy here, so a ratio would be noise (more test images, or a harder task: CIFAR-10)")
+    return False, f"no trade-off measured: {numbers}; " + "; ".join(why)
