@@ -45,11 +45,11 @@ def recipe(kind: str, profile: str | None = None) -> dict:
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind == "standard":
+        return zoo.twin_recipe("mnist", profile)  # ratio 0, clean held-out check: the robust recipe's standard twin
     r = zoo.recipe("mnist", profile)
     t = r["train"]
-    if kind == "standard":
-        t = t.replace(ratio=0.0, val_attack=AttackConfig(0.0))  # eps 0: the held-out check is clean accuracy
-    elif kind == "l2":
+    if kind == "l2":
         t = t.replace(attack=to_norm(t.attack, "l2", L2_EPS), val_attack=to_norm(t.val_attack, "l2", L2_EPS))
     elif kind == "union":
         t = t.replace(union=(to_norm(t.attack, "l2", L2_EPS),),
