@@ -11,7 +11,10 @@ fair restarts, more steps, Square, transfer and unbounded-eps checks),
 ``robustness_ladder`` (clean, weak PGD, strong PGD with restarts and AutoAttack on the same
 images; notebooks 04, 05), ``per_class_accuracy``, ``correct`` (per-image correctness) and
 ``paired_comparison`` (McNemar's exact test on two such vectors) and ``paired_table`` (several
-models against a reference on the same images).
+models against a reference on the same images), and the lessons' guards: ``phenomenon`` (the one
+wording of "appeared / did NOT appear in this run"), ``paired_verdict`` (one setting more accurate
+than another on the same images, beyond noise) and ``rate_verdict`` (a rate whose interval lies
+above or below a threshold).
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ from tqdm.auto import tqdm
 
 from .attacks import AttackConfig, format_number
 from .interop import AutoAttack, autoattack, square
-from .validation import (check_images, check_label_range, check_labels, check_positive_int, check_probability,
-                         eval_mode)
+from .validation import (check_fraction, check_images, check_label_range, check_labels, check_positive_int,
+                         check_probability, eval_mode)
 
 
 @dataclass
@@ -204,6 +207,56 @@ def paired_table(correct_by_name: dict, reference: str, threat: str = ""):
                       f"minus {reference} (points)": round(100 * (pair["a"] - pair["b"]), 1),
                       "McNemar p": pair["p"], "beyond noise": name != reference and pair["p"] < 0.05}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def phenomenon(name: str, appeared: bool, evidence: str, if_not: str) -> tuple[bool, str]:
+    """The one wording of a lesson's guard: ``(appeared, sentence)``.
+
+    ``name`` is the phenomenon in capitals as the lessons print it ("CATASTROPHIC OVERFITTING");
+    ``evidence`` the numbers with their threat model and interval; ``if_not`` what the learner
+    should try (or what it means) when the run did not show it. The sentence reads
+    "NAME appeared: evidence." or "NAME did NOT appear in this run: evidence. if_not"."""
+    if not name or not evidence or not if_not:
+        raise ValueError("phenomenon needs a name, the evidence and what to do if it did not appear")
+    if appeared:
+        return True, f"{name} appeared: {evidence}."
+    return False, f"{name} did NOT appear in this run: {evidence}. {if_not}"
+
+
+def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_not: str,
+                   threat: str = "") -> tuple[bool, str]:
+    """A phenomenon of the form "``higher`` is more accurate than ``lower``" on the same images.
+
+    higher_ok, lower_ok: per-image bool correctness (``correct``'s output) of the two settings on
+    one set of images. The phenomenon appeared when ``higher``'s accuracy is above ``lower``'s and
+    McNemar's exact test separates them (p < 0.05; ``paired_comparison``); the evidence gives both
+    accuracies with 95% Clopper-Pearson intervals, n and p. Returns ``phenomenon``'s pair."""
+    pair = paired_comparison(higher_ok, lower_ok)
+    n = pair["n"]
+    a, b = (EvalResult(round(v * n), n) for v in (pair["a"], pair["b"]))
+    where = f" ({threat})" if threat else ""
+    evidence = (f"{higher} {_fmt(a)} vs {lower} {_fmt(b)} on the same {n} images{where}, "
+                f"McNemar p = {pair['p']:.2g}")
+    appeared = pair["a"] > pair["b"] and pair["p"] < 0.05
+    if not appeared and pair["a"] > pair["b"]:
+        evidence += " (higher, but within test-set noise)"
+    return phenomenon(name, appeared, evidence, if_not)
+
+
+def rate_verdict(name: str, k: int, n: int, threshold: float, what: str, if_not: str,
+                 above: bool = True) -> tuple[bool, str]:
+    """A phenomenon of the form "the rate of ``what`` is above (or below) ``threshold``".
+
+    k of n events (integers, 0 <= k <= n); the phenomenon appeared when the whole 95%
+    Clopper-Pearson interval of k / n lies above ``threshold`` (``above=False``: below it), so a
+    rate that noise could put on the other side does not count. Returns ``phenomenon``'s pair."""
+    threshold = check_fraction(threshold, "threshold")
+    r = EvalResult(k, n, what)
+    lo, hi = r.ci
+    appeared = lo > threshold if above else hi < threshold
+    side = "above" if above else "below"
+    evidence = f"{what} {_fmt(r)} of {n}; the interval must lie {side} {100 * threshold:g}%"
+    return phenomenon(name, appeared, evidence, if_not)
 
 
 def _fmt(r: EvalResult) -> str:
