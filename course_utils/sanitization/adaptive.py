@@ -134,18 +134,22 @@ def bypass_verdict(report: dict, max_detected: float = 0.2, min_fooled: float = 
     detector's 5% false-positive threshold). Returns (appeared, a sentence with the row's numbers
     and intervals, and what a learner should do when the bypass did not appear).
     """
+    from ..evaluation import phenomenon
+
     fooled, detected = report["fooled"], report["detected (of fooled)"]
     if not fooled > 0 or detected != detected:  # nothing fooled (detected is nan)
-        return False, (f"NO BYPASS: {report['attack']}: fooled none of {report['n']} correctly classified images; "
-                       "the attack fooled nothing (check it on the bare model first).")
+        return phenomenon("BYPASS", False, f"{report['attack']}: fooled none of {report['n']} correctly classified "
+                          "images", "The attack fooled nothing: check it on the bare model first.")
     numbers = (f"{report['attack']}: fooled {fooled:.1%} of {report['n']} correctly classified images, "
                f"detected {detected:.1%} of those (95% CI {report.get('detected 95% CI', '-')}), "
                f"evaded {report['evaded']:.1%} (95% CI {report['evaded 95% CI']})")
     if fooled >= min_fooled and detected <= max_detected:
-        return True, (f"BYPASSED: {numbers} (targets: fooled >= {min_fooled:.0%}, detected <= {max_detected:.0%}). "
-                      "The detector's number without the adaptive attack was not a security claim.")
+        ok, msg = phenomenon("BYPASS", True, f"{numbers} (targets: fooled >= {min_fooled:.0%}, detected <= "
+                             f"{max_detected:.0%})", "-")
+        return ok, msg + " The detector's number without the adaptive attack was not a security claim."
     missed = ([f"fooled {fooled:.1%} < {min_fooled:.0%}"] if fooled < min_fooled else []) + \
              ([f"detected {detected:.1%} > {max_detected:.0%}"] if detected > max_detected else [])
-    return False, (f"NO BYPASS: {numbers} ({'; '.join(missed)}). Before calling the detector robust, strengthen the "
-                   "attack until it stops improving: more steps, more target classes, restarts, a larger kappa "
-                   "(Tramer et al. 2020); a detector is only as strong as the best attack tried on it.")
+    return phenomenon("BYPASS", False, f"{numbers} ({'; '.join(missed)})",
+                      "Before calling the detector robust, strengthen the attack until it stops improving: more "
+                      "steps, more target classes, restarts, a larger kappa (Tramer et al. 2020); a detector is only "
+                      "as strong as the best attack tried on it.")
