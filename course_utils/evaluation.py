@@ -224,18 +224,19 @@ def phenomenon(name: str, appeared: bool, evidence: str, if_not: str) -> tuple[b
 
 
 def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_not: str,
-                   threat: str = "") -> tuple[bool, str]:
+                   threat: str = "", unit: str = "images") -> tuple[bool, str]:
     """A phenomenon of the form "``higher`` is more accurate than ``lower``" on the same images.
 
     higher_ok, lower_ok: per-image bool correctness (``correct``'s output) of the two settings on
     one set of images. The phenomenon appeared when ``higher``'s accuracy is above ``lower``'s and
     McNemar's exact test separates them (p < 0.05; ``paired_comparison``); the evidence gives both
-    accuracies with 95% Clopper-Pearson intervals, n and p. Returns ``phenomenon``'s pair."""
+    accuracies with 95% Clopper-Pearson intervals, n (counted in ``unit``: images, reviews,
+    transactions) and p. Returns ``phenomenon``'s pair."""
     pair = paired_comparison(higher_ok, lower_ok)
     n = pair["n"]
     a, b = (EvalResult(round(v * n), n) for v in (pair["a"], pair["b"]))
     where = f" ({threat})" if threat else ""
-    evidence = (f"{higher} {_fmt(a)} vs {lower} {_fmt(b)} on the same {n} images{where}, "
+    evidence = (f"{higher} {_fmt(a)} vs {lower} {_fmt(b)} on the same {n} {unit}{where}, "
                 f"McNemar p = {pair['p']:.2g}")
     appeared = pair["a"] > pair["b"] and pair["p"] < 0.05
     if not appeared and pair["a"] > pair["b"]:
