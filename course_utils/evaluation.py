@@ -256,7 +256,7 @@ def rate_verdict(name: str, k: int, n: int, threshold: float, what: str, if_not:
     lo, hi = r.ci
     appeared = lo > threshold if above else hi < threshold
     side = "above" if above else "below"
-    evidence = f"{what} {_fmt(r)} of {n}; the interval must lie {side} {100 * threshold:g}%"
+    evidence = f"{what} {_fmt(r)} of {n}; the interval must lie {side} {100 * threshold:.3g}%"
     return phenomenon(name, appeared, evidence, if_not)
 
 
