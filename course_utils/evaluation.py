@@ -167,9 +167,13 @@ def results_table(results, **columns):
     return df
 
 
-def correct(model, x, y, attack=None) -> torch.Tensor:
+def correct(model, x, y, attack=None, batch_size: int | None = None) -> torch.Tensor:
     """Per-example correctness (B,) bool, on the CPU, of ``model`` on ``attack(model, x, y)`` (or on x when
-    attack is None): the paired data behind two results on the same images (McNemar; notebook 05)."""
+    attack is None): the paired data behind two results on the same images (McNemar; notebook 05).
+    batch_size: attack and classify in consecutive batches of this many images (memory); None: all at once."""
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+        return torch.cat([correct(model, xb, yb, attack) for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
     with eval_mode(model):
         x_in = x if attack is None else attack(model, x, y)
         return (_predict(model, x_in, y) == y).cpu()
@@ -209,17 +213,18 @@ def paired_table(correct_by_name: dict, reference: str, threat: str = ""):
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def phenomenon(name: str, appeared: bool, evidence: str, if_not: str) -> tuple[bool, str]:
+def phenomenon(name: str, appeared: bool, evidence: str, if_not: str, if_so: str = "") -> tuple[bool, str]:
     """The one wording of a lesson's guard: ``(appeared, sentence)``.
 
     ``name`` is the phenomenon in capitals as the lessons print it ("CATASTROPHIC OVERFITTING");
     ``evidence`` the numbers with their threat model and interval; ``if_not`` what the learner
-    should try (or what it means) when the run did not show it. The sentence reads
-    "NAME appeared: evidence." or "NAME did NOT appear in this run: evidence. if_not"."""
-    if not name or not evidence or not if_not:
-        raise ValueError("phenomenon needs a name, the evidence and what to do if it did not appear")
+    should try (or what it means) when the run did not show it (required then); ``if_so`` (optional) what it means
+    when it did. The sentence reads "NAME appeared: evidence. if_so" or
+    "NAME did NOT appear in this run: evidence. if_not"."""
+    if not name or not evidence or not (appeared or if_not):
+        raise ValueError("phenomenon needs a name, the evidence and, when it did not appear, what to do")
     if appeared:
-        return True, f"{name} appeared: {evidence}."
+        return True, f"{name} appeared: {evidence}." + (f" {if_so}" if if_so else "")
     return False, f"{name} did NOT appear in this run: {evidence}. {if_not}"
 
 

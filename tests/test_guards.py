@@ -22,6 +22,23 @@ def test_phenomenon_wording_and_refuses_missing_parts():
     assert not ok and msg == "X did NOT appear in this run: 1 vs 2. rerun with seed 1"
     with pytest.raises(ValueError):
         evaluation.phenomenon("X", False, "1 vs 2", "")
+    assert evaluation.phenomenon("X", True, "1 vs 2", "", if_so="Keep it.") == (True, "X appeared: 1 vs 2. Keep it.")
+    assert evaluation.phenomenon("X", False, "1 vs 2", "rerun", if_so="Keep it.")[1].endswith("rerun")
+
+
+def test_correct_in_batches_equals_all_at_once():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.rand(10, 1, 2, 2), torch.randint(0, 3, (10,))
+    fgsm = lambda m, xb, yb: (xb + 0.3 * torch.sign(torch.randn_like(xb))).clamp(0, 1)  # noqa: E731
+    assert torch.equal(evaluation.correct(model, x, y, batch_size=3), evaluation.correct(model, x, y))
+    torch.manual_seed(1)
+    batched = evaluation.correct(model, x, y, fgsm, batch_size=4)
+    torch.manual_seed(1)
+    per_batch = torch.cat([evaluation.correct(model, x[i:i + 4], y[i:i + 4], fgsm) for i in range(0, 10, 4)])
+    assert batched.shape == (10,) and torch.equal(batched, per_batch)
+    with pytest.raises(ValueError):
+        evaluation.correct(model, x, y, batch_size=0)
 
 
 def test_paired_verdict_sees_a_real_drop():

@@ -143,13 +143,11 @@ def bypass_verdict(report: dict, max_detected: float = 0.2, min_fooled: float = 
     numbers = (f"{report['attack']}: fooled {fooled:.1%} of {report['n']} correctly classified images, "
                f"detected {detected:.1%} of those (95% CI {report.get('detected 95% CI', '-')}), "
                f"evaded {report['evaded']:.1%} (95% CI {report['evaded 95% CI']})")
-    if fooled >= min_fooled and detected <= max_detected:
-        ok, msg = phenomenon("BYPASS", True, f"{numbers} (targets: fooled >= {min_fooled:.0%}, detected <= "
-                             f"{max_detected:.0%})", "-")
-        return ok, msg + " The detector's number without the adaptive attack was not a security claim."
     missed = ([f"fooled {fooled:.1%} < {min_fooled:.0%}"] if fooled < min_fooled else []) + \
              ([f"detected {detected:.1%} > {max_detected:.0%}"] if detected > max_detected else [])
-    return phenomenon("BYPASS", False, f"{numbers} ({'; '.join(missed)})",
+    why = "; ".join(missed) or f"targets: fooled >= {min_fooled:.0%}, detected <= {max_detected:.0%}"
+    return phenomenon("BYPASS", not missed, f"{numbers} ({why})",
                       "Before calling the detector robust, strengthen the attack until it stops improving: more "
                       "steps, more target classes, restarts, a larger kappa (Tramer et al. 2020); a detector is only "
-                      "as strong as the best attack tried on it.")
+                      "as strong as the best attack tried on it.",
+                      if_so="The detector's number without the adaptive attack was not a security claim.")

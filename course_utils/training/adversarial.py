@@ -276,18 +276,15 @@ def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, 
                f"({n_probe} training images); train - test robust gap {gap_best:+.3f} -> {gap_last:+.3f}{final_text}")
     from ..evaluation import phenomenon
 
-    if fell and rose:
-        ok, msg = phenomenon("ROBUST OVERFITTING", True, numbers, "-")
-        return ok, msg + " Keep the best epoch, not the last (early stopping)."
     lacks = ([] if fell else [test]) + \
             ([] if rose else ["training robust accuracy did not keep rising after the best epoch (an underfit model)"])
     if rose and not fell and gap_last - gap_best >= 0.1:
         lacks.append(f"the train - test gap did widen by {gap_last - gap_best:.2f} (the memorization behind robust "
                      "overfitting), but its cost on held-out images was not resolved")
-    return phenomenon("ROBUST OVERFITTING", False, f"{numbers}; {'; '.join(lacks)}",
+    return phenomenon("ROBUST OVERFITTING", fell and rose, "; ".join([numbers] + lacks),
                       "It needs a model that fits its training set under attack: more epochs after the learning-rate "
                       "decay, fewer training images or a wider model (the full profile), or more test images to resolve "
-                      "a small fall.")
+                      "a small fall.", if_so="Keep the best epoch, not the last (early stopping).")
 
 
 def catastrophic_overfitting(history, floor: float = 0.1, fitted: float = 0.5, drop: float = 0.2) -> tuple[str, str]:
@@ -334,10 +331,11 @@ def tradeoff_verdict(clean_std, robust_std, clean_adv, robust_adv) -> tuple[bool
                f"{robust['b']:.3f} (p = {robust['p']:.2g}) on {clean['n']} images")
     gained, lost = d_robust > 0 and robust["p"] < 0.05, d_clean > 0 and clean["p"] < 0.05
     if gained and lost:
-        return phenomenon("TRADE-OFF", True, f"{numbers}: {d_clean:.1f} clean points for {d_robust:.1f} robust "
-                          f"points, {d_clean / d_robust:.3f} clean points per robust point", "-")
+        numbers += (f": {d_clean:.1f} clean points for {d_robust:.1f} robust points, "
+                    f"{d_clean / d_robust:.3f} clean points per robust point")
     why = [] if gained else ["robust accuracy did not rise beyond noise (is the adversarially trained model robust?)"]
     if not lost:
         why.append(f"clean accuracy did not fall beyond noise ({d_clean:+.1f} points): robustness cost no measurable "
                    "clean accuracy here, so a ratio would be noise (more test images, or a harder task: CIFAR-10)")
-    return phenomenon("TRADE-OFF", False, numbers, "; ".join(why)[0].upper() + "; ".join(why)[1:] + ".")
+    if_not = "; ".join(why) + "."
+    return phenomenon("TRADE-OFF", gained and lost, numbers, if_not[0].upper() + if_not[1:] if why else "")
