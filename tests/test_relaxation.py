@@ -10,6 +10,8 @@ from course_utils.attacks import pgd
 from course_utils.certify import relaxation
 from course_utils.models import Normalize
 
+import crown_reference  # tests/crown_reference.py: CROWN before issue 33
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOL = 1e-5
@@ -208,7 +210,7 @@ def test_segment_adjoints_match_the_dense_matrices():
     gen = torch.Generator().manual_seed(0)
     for seg, (w, b) in zip(segments, blocks):
         a = torch.randn(2, 3, len(b), generator=gen)
-        a_in, c = relaxation._back_affine(seg, a, torch.zeros(2, 3))
+        a_in, c, _ = relaxation._back_affine(seg, a, torch.zeros(2, 3))
         assert torch.allclose(a_in.flatten(2).double(), a.double() @ w, atol=1e-5)
         assert torch.allclose(c.double(), a.double() @ b, atol=1e-5)
     with torch.no_grad():
@@ -251,3 +253,48 @@ def test_chunked_backward_passes_give_the_same_bounds(monkeypatch, name):
     monkeypatch.setattr(relaxation, "ROW_BUDGET", 1)
     chunked = certify.crown_bounds(net, x, 0.1)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, chunked))
+
+
+def _reference_margins(net, x, y, eps):
+    """Margin bounds by today's CROWN before issue 33 (tests/crown_reference.py), kept as the reference."""
+    segments, relax, bounds, xl, xu = crown_reference.preactivation_bounds(net, x, eps)
+    with torch.no_grad():
+        k = net(x[:1]).shape[1]
+    eye = torch.eye(k, dtype=x.dtype)
+    spec = eye[y][:, None, :] - eye[None, :, :]
+    m = crown_reference._backward_lower(segments, relax, spec, torch.zeros(spec.shape[:2], dtype=x.dtype), xl, xu)
+    return bounds, m.scatter(1, y[:, None], 0.0)
+
+
+def _deep_conv_net(seed):
+    """Normalize, three convolutions (strided, padded, dilated, grouped, odd sizes), then two linear layers."""
+    torch.manual_seed(seed)
+    return nn.Sequential(Normalize((0.3,), (0.4,)), nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(4, 6, 3, padding=2, dilation=2), nn.ReLU(),
+                         nn.Conv2d(6, 6, 3, stride=2, groups=2), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(24, 7), nn.ReLU(), nn.Linear(7, 3)).eval()
+
+
+@pytest.mark.parametrize("case", ["mnist_cnn", "deep_conv", "fc"])
+def test_batched_crown_equals_the_previous_implementation(case):
+    """Issue 33: the windowed, batched intermediate bounds equal the previous CROWN's to float rounding,
+    layer by layer and on the margins, including a layer whose neurons are unstable only in some examples."""
+    from course_utils.models import mnist_small_cnn
+    gen = torch.Generator().manual_seed(3)
+    if case == "mnist_cnn":
+        torch.manual_seed(0)
+        net, x, eps = mnist_small_cnn().eval(), torch.rand(2, 1, 28, 28, generator=gen), 0.02
+    elif case == "deep_conv":
+        net, x, eps = _deep_conv_net(0), torch.rand(3, 1, 9, 9, generator=gen), 0.05
+    else:
+        net, x, eps = fc_net(1), torch.rand(3, 1, 2, 2, generator=gen), 0.1
+    with torch.no_grad():
+        y = net(x).argmax(1)
+        _, _, new, _, _ = certify.preactivation_bounds(net, x, eps)
+        old, old_margins = _reference_margins(net, x, y, eps)
+        margins = certify.crown_margin_lower_bounds(net, x, y, eps)
+    assert any(((lo < 0) & (hi > 0)).any() for lo, hi in new[1:]), "no unstable neuron refined: the test tests nothing"
+    for (lo, hi), (rlo, rhi) in zip(new, old):
+        scale = 1 + max(float(rlo.abs().max()), float(rhi.abs().max()))
+        assert float((lo - rlo).abs().max()) <= 1e-6 * scale and float((hi - rhi).abs().max()) <= 1e-6 * scale
+    assert torch.allclose(margins, old_margins, atol=1e-5, rtol=1e-5)
