@@ -105,7 +105,8 @@ def test_containment_check_catches_wrong_relaxations(monkeypatch, mutant):
 def test_exact_lp_crown_ibp_ordering(name, seed):
     net, x, y = inputs(name, seed)
     eps = 0.1
-    m = {method: certify.margin_lower_bounds_by(method, net, x, y, eps) for method in certify.METHODS}
+    methods = [k for k in certify.METHODS if k != "bab"]  # BaB: test_bab_agrees_with_the_milp_on_tiny_networks
+    m = {method: certify.margin_lower_bounds_by(method, net, x, y, eps) for method in methods}
     for v in m.values():
         assert v.shape == (3, 3) and (v.gather(1, y[:, None]) == 0).all()
     assert (m["exact"] >= m["lp"] - TOL).all()
@@ -118,8 +119,8 @@ def test_exact_lp_crown_ibp_ordering(name, seed):
     off = torch.ones_like(m["crown"], dtype=torch.bool).scatter(1, y[:, None], False)
     assert m["crown"][off].mean() > m["ibp"][off].mean()
     # verified_by agrees with the margins, and is monotone along exact >= lp >= crown
-    v = {method: certify.verified_by(method, net, x, y, eps) for method in certify.METHODS}
-    for method in certify.METHODS:
+    v = {method: certify.verified_by(method, net, x, y, eps) for method in methods}
+    for method in methods:
         assert torch.equal(v[method], (m[method][off].reshape(3, 2) > 0).all(1))
     assert (v["exact"] >= v["lp"]).all() and (v["lp"] >= v["crown"]).all()
 
@@ -298,3 +299,88 @@ def test_batched_crown_equals_the_previous_implementation(case):
         scale = 1 + max(float(rlo.abs().max()), float(rhi.abs().max()))
         assert float((lo - rlo).abs().max()) <= 1e-6 * scale and float((hi - rhi).abs().max()) <= 1e-6 * scale
     assert torch.allclose(margins, old_margins, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- alpha-CROWN and branch and bound (issue 33)
+def tiny_net(depth, seed, d_in=4, width=8, num_classes=3):
+    """Notebook 08b's random float64 network: `depth` hidden layers of `width` ReLUs."""
+    g = torch.Generator().manual_seed(seed)
+    dims = [d_in] + [width] * depth + [num_classes]
+    layers = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        lin = nn.Linear(a, b).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=torch.float64) / a ** 0.5)
+            lin.bias.copy_(0.1 * torch.randn(b, generator=g, dtype=torch.float64))
+        layers += [lin, nn.ReLU()] if i < depth else [lin]
+    return nn.Sequential(*layers).eval()
+
+
+@pytest.mark.parametrize("name,seed", [("fc", 0), ("fc", 1), ("conv", 0), ("conv", 2)])
+def test_alpha_crown_is_sound_and_never_looser_than_crown(name, seed):
+    net, x, y = inputs(name, seed)
+    eps = 0.15
+    crown = certify.crown_margin_lower_bounds(net, x, y, eps)
+    alpha = certify.alpha_crown_margin_lower_bounds(net, x, y, eps)
+    assert alpha.shape == crown.shape and (alpha.gather(1, y[:, None]) == 0).all()
+    assert (alpha >= crown - 1e-6).all()
+    if name == "fc":  # (on the one-hidden-layer conv net CROWN's adaptive slopes can already be the best ones)
+        assert (alpha > crown + 1e-4).any(), "alpha-CROWN tightened nothing: the optimisation does not run"
+    pts = box_points(net, x, eps, torch.Generator().manual_seed(seed))  # samples, corners, PGD on each logit
+    with torch.no_grad():
+        z = net(pts.flatten(0, 1)).reshape(len(pts), *crown.shape)
+    margins = z.gather(2, y[None, :, None].expand(len(pts), -1, 1)) - z
+    adv = pgd(net, x, y, eps, eps / 4, 40, restarts=3, generator=torch.Generator().manual_seed(seed))  # PGD on the margin
+    with torch.no_grad():
+        za = net(adv)
+    assert (margins >= alpha - TOL).all() and (za.gather(1, y[:, None]) - za >= alpha - TOL).all()
+    assert not net[-1].weight.requires_grad or net[-1].weight.grad is None  # the model is left untouched
+
+
+def test_alpha_crown_ordering_on_the_same_intermediate_bounds():
+    """exact >= LP >= alpha-CROWN >= CROWN, margin by margin, on random networks of depth 1-3."""
+    for seed in range(6):
+        net = tiny_net(1 + seed % 3, seed)
+        x = torch.rand(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        m = {k: certify.margin_lower_bounds_by(k, net, x, y, 0.15) for k in ("exact", "lp", "alpha-crown", "crown")}
+        assert (m["exact"] >= m["lp"] - 1e-6).all() and (m["lp"] >= m["alpha-crown"] - 1e-6).all()
+        assert (m["alpha-crown"] >= m["crown"] - 1e-9).all()
+
+
+def test_bab_agrees_with_the_milp_on_tiny_networks():
+    """20 seeded networks (depth 1-2), one image each: BaB says verified exactly where the MILP's minimum
+    margin is > 0, and falsified otherwise, with a counterexample in the box that a forward pass confirms."""
+    eps, statuses = 0.15, []
+    for seed in range(20):
+        net = tiny_net(1 + seed % 2, seed)
+        x = torch.rand(1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        exact = certify.exact_margin_lower_bounds(net, x, y, eps)[0]
+        r = certify.bab_verify(net, x, y, eps, time_limit=30)[0]
+        off = torch.arange(3) != y[0]
+        statuses.append(r.status)
+        assert r.status == ("verified" if (exact[off] > 0).all() else "falsified"), (seed, r, exact)
+        assert (r.margins <= exact + 1e-6).all()  # BaB's margins are lower bounds
+        if r.status == "falsified":
+            lo, hi = certify.input_box(x, eps)
+            assert ((r.counterexample >= lo - 1e-9) & (r.counterexample <= hi + 1e-9)).all()
+            with torch.no_grad():
+                z = net(r.counterexample)[0]
+            assert (z[y[0]] - z[off] <= 0).any()
+    assert {"verified", "falsified"} <= set(statuses)  # both outcomes occur: the test could fail either way
+
+
+def test_bab_stops_at_its_time_limit_and_plugs_into_verified_by():
+    net = tiny_net(3, 14)  # its closest margin (0.019) takes BaB a few seconds
+    x = torch.rand(1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    r = certify.bab_verify(net, x, y, 0.15, time_limit=0.0)[0]
+    assert r.status == "unknown" and r.counterexample is None and r.branches >= 1
+    assert (r.margins <= certify.exact_margin_lower_bounds(net, x, y, 0.15)[0] + 1e-6).all()
+    assert not certify.verified_by("bab", net, x, y, 0.15, time_limit=0.0).any()
+    with pytest.raises(ValueError, match="time_limit"):
+        certify.margin_lower_bounds_by("crown", net, x, y, 0.15, time_limit=1.0)

@@ -61,7 +61,7 @@ from .ibp import margin_lower_bounds as ibp_margin_lower_bounds
 from .ibp import verified as ibp_verified
 from .ibp import verified_accuracy
 
-METHODS = ("ibp", "crown", "lp", "exact")
+METHODS = ("ibp", "crown", "alpha-crown", "lp", "exact", "bab")
 ROW_BUDGET = 1 << 24  # elements of one backward-pass tensor in preactivation_bounds (64 MB in float32)
 
 
@@ -399,15 +399,79 @@ def crown_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Te
     with torch.no_grad():
         check_label_range(y, model(x[:1]).shape[1])
 
-    def spec(k, dtype):  # (B, K, K): row j = e_y - e_j, row y is zero
-        eye = torch.eye(k, device=x.device, dtype=dtype)
-        return eye[y][:, None, :] - eye[None, :, :]
-
-    return _crown_spec(model, x, eps, spec).scatter(1, y[:, None], 0.0)
+    return _crown_spec(model, x, eps, lambda k, dtype: _margin_spec(y, k, dtype)).scatter(1, y[:, None], 0.0)
 
 
-def _program(blocks, bounds, xl, xu, integer: bool):
+ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY = 20, 0.5, 0.98  # auto_LiRPA's defaults: iteration, lr_alpha, lr_decay (Adam)
+
+
+def optimize_slopes(segments, relax, spec, x_lower, x_upper, steps: int = ALPHA_STEPS, lr: float = ALPHA_LR):
+    """alpha-CROWN (Xu et al. 2021, "Fast and Complete"): the best lower bound of spec . z_L over the
+    lower slopes alpha of the unstable ReLUs, by projected gradient ascent.
+
+    Any alpha in [0, 1] gives a sound lower line h >= alpha z of an unstable ReLU (l < 0 < u), so
+    every point of the ascent is a valid CROWN bound. Slopes are per neuron and per specification
+    row, (B, m, n_i) for each ReLU layer, warm-started from CROWN's adaptive alpha; the upper lines
+    and the intermediate bounds (``relax``) stay fixed. Adam (maximize) with learning rate ``lr``
+    decayed by ALPHA_DECAY per step, alpha clipped to [0, 1] after each step, and the best bound of
+    each row kept (so the result is never below CROWN's, step 0). spec: (B, m, K). Returns
+    ((B, m) bounds, the slopes of the last step).
+    """
+    zero = torch.zeros(spec.shape[:2], dtype=spec.dtype, device=spec.device)
+    relax = [tuple(v.detach() for v in r) for r in relax]
+    unstable = [(s > 0) & (s < 1) for _, s, _ in relax]  # s = u / (u - l) lies strictly inside (0, 1) iff unstable
+    slopes = [a[:, None, :].expand(-1, spec.shape[1], -1).clone().requires_grad_(True) for a, _, _ in relax]
+    opt = torch.optim.Adam(slopes, lr=lr, maximize=True)
+    decay = torch.optim.lr_scheduler.ExponentialLR(opt, ALPHA_DECAY)
+    best = None
+    with torch.enable_grad():
+        for step in range(steps + 1):
+            lines = [(torch.where(u[:, None], a, r[0][:, None]), r[1], r[2]) for a, u, r in zip(slopes, unstable, relax)]
+            bound = _backward_lower(segments, lines, spec, zero, x_lower, x_upper)
+            best = bound.detach() if best is None else torch.maximum(best, bound.detach())
+            if step == steps or not slopes:
+                break
+            grads = torch.autograd.grad(bound.sum(), slopes)  # rows are independent: the sum's gradient is each row's
+            for a, g in zip(slopes, grads):
+                a.grad = g
+            opt.step()
+            decay.step()
+            with torch.no_grad():
+                for a in slopes:
+                    a.clamp_(0.0, 1.0)  # the projection onto [0, 1]
+    return best, [a.detach() for a in slopes]
+
+
+def _margin_spec(y: torch.Tensor, k: int, dtype) -> torch.Tensor:
+    """C = e_y - e_j for every j: (B, K, K), row y zero."""
+    eye = torch.eye(k, device=y.device, dtype=dtype)
+    return eye[y][:, None, :] - eye[None, :, :]
+
+
+def alpha_crown_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps,
+                                    steps: int = ALPHA_STEPS, lr: float = ALPHA_LR, splits=None,
+                                    return_bounds: bool = False):
+    """alpha-CROWN lower bounds (B, K) of z_y - z_j over the eps-box (Xu et al. 2021): CROWN's backward
+    pass from C = e_y - e_j with the lower slopes optimised per margin (``optimize_slopes``), on
+    CROWN's intermediate bounds (``preactivation_bounds``), the ones the LP and the MILP use, so that
+    exact >= LP >= alpha-CROWN >= CROWN. Column y is 0. splits: see ``preactivation_bounds`` (branch
+    and bound). return_bounds=True also returns the intermediate bounds [(l_i, u_i)].
+    """
+    check_images(x)
+    y = check_labels(y, x).to(x.device)
+    with torch.no_grad():
+        k = model(x[:1]).shape[1]
+        check_label_range(y, k)
+        segments, relax, bounds, xl, xu = preactivation_bounds(model, x, eps, splits)
+    best, _ = optimize_slopes(segments, relax, _margin_spec(y, k, xl.dtype), xl, xu, steps, lr)
+    out = best.to(x.dtype).scatter(1, y[:, None], 0.0)
+    return (out, bounds) if return_bounds else out
+
+
+def _program(blocks, bounds, xl, xu, integer: bool, signs: bool = False):
     """Constraints of the triangle LP (integer=False) or the big-M MILP (integer=True) for one example.
+    signs=True adds z <= 0 for every inactive neuron (u <= 0), so that an LP whose ReLUs are all stable
+    is the network on exactly that activation region (branch and bound's leaves).
 
     Variables: [x (n_0), h_1 (n_1), ..., h_{L-1}, d (one binary per unstable ReLU, MILP only)].
     Returns (A, lo, hi, var_lo, var_hi, integrality, offsets) with lo <= A v <= hi, numpy float64;
@@ -436,6 +500,9 @@ def _program(blocks, bounds, xl, xu, integer: bool):
             o = offsets[k] + j
             var_lo[o], var_hi[o] = max(l[j], 0.0), max(u[j], 0.0)
             if u[j] <= 0:  # inactive: h = 0 (by the variable bounds)
+                if signs:  # and z <= 0:  -W h_prev >= b
+                    row(j, k, w[j], 0.0)
+                    lo.append(b[j]), hi.append(np.inf)
                 continue
             if l[j] >= 0:  # active: h - W h_prev = b
                 row(j, k, w[j], 1.0)
@@ -460,12 +527,12 @@ def _program(blocks, bounds, xl, xu, integer: bool):
     return a, np.array(lo), np.array(hi), var_lo, var_hi, integrality, offsets
 
 
-def _solve_margins(model, x, y, eps, integer: bool, return_inputs: bool = False):
+def _solve_margins(model, x, y, eps, integer: bool, return_inputs: bool = False, splits=None):
     check_images(x)
     y = check_labels(y, x)
     with torch.no_grad():
         check_label_range(y, model(x[:1]).shape[1])
-    _, _, bounds, xl, xu = preactivation_bounds(model, x, eps)
+        _, _, bounds, xl, xu = preactivation_bounds(model, x, eps, splits)
     blocks = [(w.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()) for w, b in affine_blocks(model, x)]
     w_last, b_last = blocks[-1]
     k = len(b_last)
@@ -474,7 +541,7 @@ def _solve_margins(model, x, y, eps, integer: bool, return_inputs: bool = False)
     for i in range(len(x)):
         bi = [(l[i].detach().cpu().double().numpy(), u[i].detach().cpu().double().numpy()) for l, u in bounds]
         xli, xui = xl[i].detach().cpu().double().numpy(), xu[i].detach().cpu().double().numpy()
-        a, lo, hi, var_lo, var_hi, integrality, offsets = _program(blocks, bi, xli, xui, integer)
+        a, lo, hi, var_lo, var_hi, integrality, offsets = _program(blocks, bi, xli, xui, integer, splits is not None)
         yi = int(y[i])
         for j in range(k):
             if j == yi:
@@ -497,6 +564,9 @@ def _solve_margins(model, x, y, eps, integer: bool, return_inputs: bool = False)
                 res = linprog(cost, A_ub=a_ub if len(b_ub) else None, b_ub=b_ub if len(b_ub) else None,
                               A_eq=a[eq] if eq.any() else None, b_eq=lo[eq] if eq.any() else None,
                               bounds=np.stack([var_lo, var_hi], 1), method="highs")
+                if res.status == 2 and splits is not None:  # a branch whose splits no input satisfies: nothing to bound
+                    out[i, j], inputs[i, j] = np.inf, x[i].detach().flatten().cpu().double().numpy()
+                    continue
                 if res.status != 0:
                     raise RuntimeError(f"LP failed for example {i}, class {j}: {res.message}")
                 value = res.fun
@@ -508,14 +578,18 @@ def _solve_margins(model, x, y, eps, integer: bool, return_inputs: bool = False)
     return out
 
 
-def lp_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps) -> torch.Tensor:
+def lp_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps, splits=None,
+                           return_inputs: bool = False):
     """Lower bounds (B, K) of z_y - z_j by the triangle LP relaxation (Ehlers 2017; Wong & Kolter 2018).
 
     Every unstable ReLU (l < 0 < u, bounds from CROWN) is replaced by h >= 0, h >= z,
     h <= u (z - l) / (u - l); one LP per (example, j != y) minimises z_y - z_j (scipy ``linprog``,
-    HiGHS). Column y is 0. For fully connected nets of a few dozen neurons and small B.
+    HiGHS). Column y is 0. For fully connected nets of a few dozen neurons and small B. splits (see
+    ``preactivation_bounds``) restricts to a branch and adds z <= 0 for the inactive neurons: where no
+    ReLU is left unstable, the value is the exact minimum over the branch (branch and bound's leaves).
+    return_inputs=True also returns the minimisers, as ``exact_margin_lower_bounds``.
     """
-    return _solve_margins(model, x, y, eps, integer=False)
+    return _solve_margins(model, x, y, eps, integer=False, return_inputs=return_inputs, splits=splits)
 
 
 def exact_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps,
@@ -531,32 +605,51 @@ def exact_margin_lower_bounds(model: nn.Sequential, x: torch.Tensor, y: torch.Te
     return _solve_margins(model, x, y, eps, integer=True, return_inputs=return_inputs)
 
 
-def margin_lower_bounds_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps) -> torch.Tensor:
-    """Lower bounds (B, K) of z_y - z_j over the eps-box by method in METHODS ("ibp", "crown", "lp", "exact")."""
+def margin_lower_bounds_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps,
+                           **options) -> torch.Tensor:
+    """Lower bounds (B, K) of z_y - z_j over the eps-box by method in METHODS ("ibp", "crown",
+    "alpha-crown", "lp", "exact", "bab"). options: ``steps``, ``lr`` for "alpha-crown"; ``time_limit``
+    (seconds per image), ``batch``, ``steps`` for "bab" (``bab.bab_verify``'s margins: the lowest bound
+    over its branches, or over what was left at the time limit)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    allowed = {"alpha-crown": {"steps", "lr"}, "bab": {"time_limit", "batch", "steps", "seed"}}.get(method, set())
+    if set(options) - allowed:
+        raise ValueError(f"method {method!r} takes options {sorted(allowed)}, got {sorted(options)}")
     if method == "ibp":
         return ibp_margin_lower_bounds(model, x, y, eps)
     if method == "crown":
         return crown_margin_lower_bounds(model, x, y, eps)
+    if method == "alpha-crown":
+        return alpha_crown_margin_lower_bounds(model, x, y, eps, **options)
     if method == "lp":
         return lp_margin_lower_bounds(model, x, y, eps)
     if method == "exact":
         return exact_margin_lower_bounds(model, x, y, eps)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    from .bab import bab_verify  # bab builds on this module
+
+    return torch.stack([r.margins for r in bab_verify(model, x, y, eps, **options)])
 
 
 @torch.no_grad()
-def verified_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps) -> torch.Tensor:
-    """(B,) bool: every margin bound z_y - z_j (j != y) by ``method`` is > 0 (``ibp`` uses ``ibp.verified``)."""
+def verified_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps, **options) -> torch.Tensor:
+    """(B,) bool: every margin bound z_y - z_j (j != y) by ``method`` is > 0 (``ibp`` uses ``ibp.verified``;
+    ``bab``: the status is "verified"). options: as ``margin_lower_bounds_by``."""
     if method == "ibp":
         return ibp_verified(model, x, y, eps)
-    m = margin_lower_bounds_by(method, model, x, y, eps)
+    if method == "bab":
+        from .bab import bab_verify
+
+        return torch.tensor([r.status == "verified" for r in bab_verify(model, x, y, eps, **options)], device=x.device)
+    m = margin_lower_bounds_by(method, model, x, y, eps, **options)
     y = check_labels(y, x)
     return (m.scatter(1, y[:, None], float("inf")) > 0).all(1)
 
 
 def verified_accuracy_by(method: str, model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, eps,
-                         batch_size: int = 32) -> tuple[int, int]:
+                         batch_size: int = 32, **options) -> tuple[int, int]:
     """(number verified, number of examples) by ``method`` over x (N, ...), in batches of ``batch_size``
-    (CROWN's memory grows with batch x unstable neurons x layer size: keep batches small)."""
+    (CROWN's memory grows with batch x unstable neurons x layer size: keep batches small); options as
+    ``margin_lower_bounds_by``."""
     return verified_accuracy(model, x, y, eps, batch_size,
-                             verify=lambda m, xb, yb, e: verified_by(method, m, xb, yb, e))
+                             verify=lambda m, xb, yb, e: verified_by(method, m, xb, yb, e, **options))
