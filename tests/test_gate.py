@@ -156,6 +156,7 @@ GARBAGE_SIDECARS = {  # whatever the sidecar says, a model with 2% clean accurac
     "smoothing sigma as text": {"certifier": "smoothing", "sigma": "0.1"},
     "ibp": {"certifier": "ibp"},
     "crown": {"certifier": "crown"},
+    "alpha-crown": {"certifier": "alpha-crown"},
     "no certifier": {},
 }
 
@@ -273,3 +274,16 @@ def test_gate_fails_without_a_fraud_case(good_model, tmp_path, monkeypatch):
     code, report = gate.run_gate(good_model, RADIUS, 0.0, 0.0, out=tmp_path / "r", n=500)
     assert report["fraud_cases"] == 0 and code == gate.EXIT_SHORT
     assert any("no fraud case" in r for r in report["reasons"]), report["reasons"]
+
+
+def test_gate_accepts_alpha_crown_and_it_certifies_at_least_what_crown_does(good_model, data):
+    """Issue 33: "alpha-crown" is a certifier of the gate; on the same transactions it is never below CROWN."""
+    scaler = data[0]
+    net = fraud.fraud_mlp(hidden=32)
+    net.load_state_dict(torch.load(good_model, weights_only=True))
+    meta = json.loads(open(str(good_model) + ".json").read())
+    out = {c: gate.certify_candidate(net.eval(), meta | {"certifier": c}, scaler, 0.05, n=300)
+           for c in ("crown", "alpha-crown")}
+    assert "ALPHA-CROWN" in out["alpha-crown"]["threat_model"]
+    assert out["alpha-crown"]["certified_accuracy"] >= out["crown"]["certified_accuracy"]
+    assert out["alpha-crown"]["certified_recall"] >= out["crown"]["certified_recall"]

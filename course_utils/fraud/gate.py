@@ -9,7 +9,7 @@ PATH is a checkpoint written by ``training.save_checkpoint(model, PATH, meta)``:
 plus the sidecar ``PATH.json`` holding its SHA-256 and ``meta``:
 
     {"architecture": "fraud_mlp", "architecture_kwargs": {"hidden": 64},
-     "scaler": FeatureScaler.to_dict(), "certifier": "ibp" | "crown" | "smoothing",
+     "scaler": FeatureScaler.to_dict(), "certifier": "ibp" | "crown" | "alpha-crown" | "smoothing",
      "sigma": 0.05 (smoothing only), "name": "...", ...}
 
 The gate owns the evaluation data, so a candidate cannot choose an easy test set: ``--n``
@@ -18,7 +18,8 @@ R is in model units (see ``fraud.threat_radii``): for ``ibp`` the L-infinity rad
 attacker-controlled features (``fraud.CONTROLLED``), verified with interval bounds (sound,
 deterministic); for ``crown`` the same radius, verified with CROWN's linear bounds
 (``certify.verified_by("crown", ...)``: sound and deterministic, usually tighter than IBP and
-slower); for ``smoothing`` the L2 radius, certified with ``certify.Smooth`` (n0=100,
+slower); for ``alpha-crown`` the same radius with CROWN's lower slopes optimised (Xu et al. 2021,
+``certify.verified_by("alpha-crown", ...)``: never looser than CROWN); for ``smoothing`` the L2 radius, certified with ``certify.Smooth`` (n0=100,
 n=``--samples``, alpha=0.001). A transaction counts when it is classified correctly *and* certified
 at R. Certified recall is the same over fraud cases only: with 2% fraud, a model that never flags
 fraud has 98% certified accuracy, so gate on both. The model's own clean accuracy and recall (its
@@ -51,7 +52,7 @@ from ..validation import check_positive, check_positive_int, check_probability
 
 ARCHITECTURES = {"fraud_mlp": fraud.fraud_mlp}
 EXIT_PASS, EXIT_SHORT, EXIT_BAD_INPUT = 0, 1, 2
-CERTIFIERS = ("ibp", "crown", "smoothing")  # deterministic L-infinity bounds (IBP, CROWN) or L2 smoothing
+CERTIFIERS = ("ibp", "crown", "alpha-crown", "smoothing")  # deterministic L-infinity bounds (IBP, CROWN, alpha-CROWN) or L2 smoothing
 SMOOTHING_N0, SMOOTHING_ALPHA = 100, 0.001  # CERTIFY's selection samples and significance level
 
 
@@ -62,7 +63,7 @@ class GateError(ModelFileError):
 def certificate_parameters(method: str, radius, meta: dict, samples: int | None = None) -> dict:
     """The parameters of the certificate ``method`` is about to compute, each checked (else GateError).
 
-    radius (eps for ibp / crown, R for smoothing): finite > 0; smoothing also needs sigma finite > 0
+    radius (eps for ibp / crown / alpha-crown, R for smoothing): finite > 0; smoothing also needs sigma finite > 0
     (from the sidecar), n0 and n = ``samples`` >= 1 and 0 < alpha < 1. A certificate outside these
     ranges proves nothing (sigma = inf "certifies" a constant prediction at every radius), so the
     gate computes and reports certificates only for parameters in range."""
@@ -117,7 +118,7 @@ def certify_candidate(model, meta, scaler, radius: float, n: int = 4000, seed: i
     t0 = time.perf_counter()
     method = meta.get("certifier", "ibp")
     params = certificate_parameters(method, radius, meta, samples)  # GateError unless every parameter is in range
-    if method in ("ibp", "crown"):
+    if method in ("ibp", "crown", "alpha-crown"):
         eps = torch.from_numpy(fraud.controlled_mask()) * radius
         with torch.no_grad():
             cert = verified_by(method, model, x, y, eps) & (pred == y)
