@@ -645,6 +645,46 @@ def crown_no_first_bias(*args):  # lam . b1 forgotten
     return crown_ref(*args, drop_b1=True)
 
 
+def alpha_crown_ref(W1, b1, W2, b2, xl, xu, l, u, c, steps=100, lr=0.1, sign=1.0, clip=True, upper=False, keep=True):
+    alpha0, s, t = certify.relu_relaxation(l, u)
+    unstable = (l < 0) & (u > 0)
+    a = W2.T @ c
+
+    def bound(v):  # upper=True: the learner optimises the upper line's slope (with t = -s l) instead of alpha
+        al, sl, tl = (alpha0, v, -v * l.clamp(max=0)) if upper else (v, s, t)
+        lam = a.clamp(min=0) * al + a.clamp(max=0) * sl
+        A = lam @ W1
+        return A.clamp(min=0) @ xl + A.clamp(max=0) @ xu + (a.clamp(max=0) * tl).sum() + c @ b2 + lam @ b1
+
+    v0 = s if upper else alpha0
+    v = v0.clone().requires_grad_(True)
+    best = bound(v).detach()
+    for _ in range(steps):
+        g, = torch.autograd.grad(bound(v), v)
+        with torch.no_grad():
+            step = v + sign * lr * g
+            v = torch.where(unstable, step.clamp(0, 1) if clip else step, v0)
+        v.requires_grad_(True)
+        best = torch.maximum(best, bound(v).detach()) if keep else bound(v).detach()
+    return best
+
+
+def alpha_crown_descent(*args):  # the step goes down the gradient
+    return alpha_crown_ref(*args, sign=-1.0)
+
+
+def alpha_crown_no_projection(*args):  # slopes leave [0, 1]
+    return alpha_crown_ref(*args, clip=False)
+
+
+def alpha_crown_upper_line(*args):  # the upper line's slope optimised instead of the lower one
+    return alpha_crown_ref(*args, upper=True)
+
+
+def alpha_crown_descent_last(*args):  # descent, and the last iterate returned instead of the best
+    return alpha_crown_ref(*args, sign=-1.0, keep=False)
+
+
 def radii_ref(scales, tolerance):
     return np.array([tolerance.get(f, 0.0) / scales[f] for f in fraud.FEATURES], dtype=np.float32)
 
@@ -1051,6 +1091,12 @@ TABLE = {
         "lower_line_zero": (crown_lower_line_zero, "crown_margin"),
         "box_at_lower_corner": (crown_box_at_lower_corner, "crown_margin"),
         "no_first_bias": (crown_no_first_bias, "crown_margin"),
+    }),
+    C.certify.check_alpha_crown_margin: (alpha_crown_ref, {
+        "descent": (alpha_crown_descent, "alpha_crown_margin: case 0: .* closes 0% of the gap"),
+        "no_projection": (alpha_crown_no_projection, "alpha_crown_margin: .*above the LP.*keep alpha in \\[0, 1\\]"),
+        "upper_line": (alpha_crown_upper_line, "alpha_crown_margin: .*above the LP.*unsound"),
+        "descent_last_iterate": (alpha_crown_descent_last, "alpha_crown_margin: case 0: .*(below CROWN|closes 0% of the gap)"),
     }),
     C.certify.check_gate_decision: (gate_ref, {
         "strict_threshold": (functools.partial(gate_ref, cmp=lambda v, t: v > t), "gate_decision: exactly at both"),

@@ -234,6 +234,56 @@ def _one_layer_cases(generator, cases=6, d_in=5, width=9, k=3):
     return out
 
 
+def _one_layer_lp(cases_seed: int, cases: int = 6):
+    """``_one_layer_cases`` with each margin's triangle-LP value: (args, CROWN's bound, the LP's). For one
+    hidden layer, with the same pre-activation bounds, the LP is the best bound any slopes alpha reach."""
+    out, gen = [], torch.Generator().manual_seed(cases_seed)
+    for args, crown in _one_layer_cases(gen, cases):
+        w1, b1, w2, b2, xl, xu, l, u, c = args
+        net = nn.Sequential(nn.Linear(len(xl), len(b1)), nn.ReLU(), nn.Linear(len(b1), len(b2))).double()
+        with torch.no_grad():
+            for layer, w, b in ((net[0], w1, b1), (net[2], w2, b2)):
+                layer.weight.copy_(w)
+                layer.bias.copy_(b)
+        x = ((xl + xu) / 2)[None]  # the box's centre: input_box(x, 0.25) of the case, where the box is not clipped
+        y, j = int(c.argmax()), int(c.argmin())
+        lp = float(certify.lp_margin_lower_bounds(net, x, torch.tensor([y]), (xu - xl) / 2)[0, j])
+        out.append((args, crown, lp))
+    return out
+
+
+def check_alpha_crown_margin(learner_alpha_crown, steps: int = 100, lr: float = 0.1):
+    """learner_alpha_crown(W1, b1, W2, b2, xl, xu, l, u, c, steps, lr) -> alpha-CROWN's lower bound of
+    c . z_2 over the box for z_2 = W2 relu(W1 x + b1) + b2 (notebook 08b): CROWN's bound with the lower
+    slopes alpha of the unstable ReLUs raised by projected gradient ascent (alpha in [0, 1], warm start
+    at CROWN's alpha, the best bound kept), the upper lines fixed. Any such bound lies between CROWN's
+    and the triangle LP's (for one hidden layer the LP is the best any alpha reaches): above the LP is
+    unsound; the check also asks for half of the CROWN-to-LP gap closed wherever it exceeds 1e-3."""
+    name = "alpha_crown_margin"
+    closed = []
+    for i, (args, crown, lp) in enumerate(_one_layer_lp(2)):
+        got = float(call_learner(name, learner_alpha_crown, *args, steps, lr))
+        if got > lp + 1e-7:
+            print(f"[{name}] case {i}: bound {got:.6f} above the triangle LP's {lp:.6f}: FAILED")
+            raise AssertionError(f"{name}: case {i}: {got:.6f} is above the LP's {lp:.6f}, the best any valid slopes "
+                                 "reach, so the bound is unsound: keep alpha in [0, 1] (project after each step) and "
+                                 "leave the upper line h <= s z + t as it is")
+        if got < crown - 1e-9:
+            print(f"[{name}] case {i}: bound {got:.6f} below CROWN's {crown:.6f}: FAILED")
+            raise AssertionError(f"{name}: case {i}: {got:.6f} is below CROWN's {crown:.6f}: start from CROWN's "
+                                 "slopes and keep the best bound seen")
+        if lp - crown > 1e-3:
+            closed.append((got - crown) / (lp - crown))
+            if closed[-1] < 0.5:
+                print(f"[{name}] case {i}: closed {100 * closed[-1]:.0f}% of the gap from CROWN ({crown:.4f}) to the "
+                      f"LP ({lp:.4f}): FAILED")
+                raise AssertionError(f"{name}: case {i}: {got:.6f} closes {100 * closed[-1]:.0f}% of the gap from CROWN "
+                                     f"({crown:.6f}) to the LP ({lp:.6f}), 50% needed: the ascent must raise the bound "
+                                     "(step along +gradient of the bound with respect to alpha)")
+    print(f"[{name}] every bound between CROWN's and the LP's; the gap closed by {100 * min(closed):.0f}%-"
+          f"{100 * max(closed):.0f}% on {len(closed)} margins (50% needed): PASSED")
+
+
 def check_crown_margin(learner_crown):
     """learner_crown(W1, b1, W2, b2, xl, xu, l, u, c) -> CROWN's lower bound of c . z_2 over the box
     [xl, xu] for z_2 = W2 relu(W1 x + b1) + b2, with the ReLU lines of ``certify.relu_relaxation`` on
