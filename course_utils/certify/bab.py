@@ -19,7 +19,7 @@ its true minimum (nothing forces its input into the region), so such a leaf is s
 LP (``lp_margin_lower_bounds(splits=...)``, scipy's HiGHS): that makes the search complete, on
 networks small enough to reach the leaves. On networks of at most ``LP_NEURONS`` inputs and ReLUs, a
 branch that alpha-CROWN leaves unproved is also bounded by that LP (triangles plus the split
-constraints), the bound beta-CROWN reaches with optimal alpha and beta (Wang et al. 2021, section 3),
+constraints; beta-CROWN approaches that LP through its dual, Wang et al. 2021),
 and its minimiser is tried as a counterexample. The split neuron is the unstable one with the largest
 -l u / (u - l), the height of its triangle (a simple stand-in for BaBSR's score); the branch with
 the lowest bound is split first, ``batch`` branches bounded per call.
