@@ -1,7 +1,7 @@
 """Quick-profile numbers of notebooks 07 and 08 and a throughput comparison with ART.
 
     COURSE_DATA_DIR=../shared/data python benchmarks/certified.py [--images 500] [--n 2000] [--art-images 50]
-        [--crown-images 100] [--skip smoothing ibp relaxation]
+        [--crown-images 100] [--bab-images 20] [--bab-seconds 5] [--no-old-crown] [--skip smoothing ibp relaxation]
 
 1. Randomized smoothing (Cohen et al. 2019) on MNIST: ``mnist_small_cnn`` trained with Gaussian
    noise sigma = 0.25 (the recipe and cache key of notebook 07), CERTIFY with n0 = 100,
@@ -19,18 +19,24 @@
    >= 93% verified (published: about 97%, larger model, 100 epochs). Then ART's
    ``PyTorchIBPClassifier`` on the same network and inputs: largest bound difference, verified
    counts, images per second.
-4. IBP vs CROWN (notebook 08b) on the standard MNIST CNN (``zoo.standard_model``) and the IBP-trained
-   one, at eps 0.02 and 0.1, on the same ``--crown-images`` test images: verified accuracy with 95%
-   intervals and images per second, next to ART's zonotope verifier (DeepZ, Singh et al. 2018,
-   ``art.estimators.certification.deep_z.PytorchDeepZ``) on the first ``--art-images`` of them
-   (the clipped pixel box handed to ART as a zonotope in the model's normalised units).
+4. IBP vs CROWN vs alpha-CROWN vs branch and bound (notebook 08b) on the standard MNIST CNN
+   (``zoo.standard_model``) and the IBP-trained one, at eps 0.02 and 0.1, on the same ``--crown-images``
+   test images: verified accuracy with 95% intervals and images per second, next to ART's zonotope
+   verifier (DeepZ, Singh et al. 2018, ``art.estimators.certification.deep_z.PytorchDeepZ``) on the
+   first ``--art-images`` of them (the clipped pixel box handed to ART as a zonotope in the model's
+   normalised units), BaB (``certify.bab_verify``, ``--bab-seconds`` per image) on the first
+   ``--bab-images`` with its falsified and unknown counts, and CROWN as it was before issue 33
+   (``tests/crown_reference.py``: the same bounds, one backward pass over the whole map per unstable
+   neuron) for the speed-up. Target (issue 33): CROWN at least DeepZ's images/s on the standard model.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -186,7 +192,29 @@ def deepz_verified(model, x, y, eps):
     return ok, time.perf_counter() - t0
 
 
-def bench_relaxation(P, device, images, art_images):
+def previous_crown_verified(model, x, y, eps, batch_size=32):
+    """Verified count by CROWN as it was before issue 33 (tests/crown_reference.py, one backward pass over the
+    whole map per unstable neuron): the "old CROWN" row, same bounds to float rounding, for the speed-up."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import crown_reference
+
+    ok = 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        with torch.no_grad():
+            _, m = crown_reference.margin_lower_bounds(model, xb, yb, eps)
+        ok += int((m.scatter(1, yb[:, None], float("inf")) > 0).all(1).sum())
+    return ok, len(x)
+
+
+def bab_counts(model, x, y, eps, seconds):
+    """BaB (``certify.bab_verify``) on every image: (verified, falsified, unknown, seconds in all)."""
+    t0 = time.perf_counter()
+    res = certify.bab_verify(model, x, y, eps, time_limit=seconds)
+    return (*(sum(r.status == s for r in res) for s in certify.STATUSES), time.perf_counter() - t0)
+
+
+def bench_relaxation(P, device, images, art_images, bab_images=20, bab_seconds=5.0, old=True):
     test = data.load_dataset("mnist", "test")
     x, y = data.subset_tensors(test, images, seed=SEED)
     x, y = x.to(device), y.to(device)
@@ -195,11 +223,20 @@ def bench_relaxation(P, device, images, art_images):
     rows = []
     for name, model in nets.items():
         for eps in RELAX_EPS:
-            for method in ("ibp", "crown"):
+            for method in ("ibp", "crown", "alpha-crown"):
                 t0 = time.perf_counter()
                 k, n = certify.verified_accuracy_by(method, model, x, y, eps)
                 s = time.perf_counter() - t0
                 rows.append({"model": name, "eps": eps, "method": method.upper(), **EvalResult(k, n, f"{method.upper()} linf eps={eps}").row(), "images_per_s": n / s})
+            if old:
+                t0 = time.perf_counter()
+                k, n = previous_crown_verified(model, x, y, eps)
+                rows.append({"model": name, "eps": eps, "method": "CROWN (before issue 33)",
+                             **EvalResult(k, n, f"CROWN linf eps={eps}").row(), "images_per_s": n / (time.perf_counter() - t0)})
+            m = min(bab_images, len(x))
+            v, f, u, s = bab_counts(model, x[:m], y[:m], eps, bab_seconds)
+            rows.append({"model": name, "eps": eps, "method": f"BaB ({bab_seconds:g} s limit; falsified {f}, unknown {u})",
+                         **EvalResult(v, m, f"BaB linf eps={eps}").row(), "images_per_s": m / s})
             try:
                 m = min(art_images, len(x))
                 k, s = deepz_verified(model, x[:m], y[:m], eps)
@@ -207,7 +244,8 @@ def bench_relaxation(P, device, images, art_images):
             except Exception as e:  # report, do not hide
                 rows.append({"model": name, "eps": eps, "method": "ART DeepZ", "error": f"{type(e).__name__}: {e}"})
             model.to(device)
-    return {"images": len(x), "art_images": min(art_images, len(x)), "rows": rows}
+    return {"images": len(x), "art_images": min(art_images, len(x)), "bab_images": min(bab_images, len(x)),
+            "bab_seconds": bab_seconds, "rows": rows}
 
 
 def main():
@@ -217,6 +255,9 @@ def main():
     p.add_argument("--n", type=int, default=P.pick(smoke=200, quick=2000, full=100_000))
     p.add_argument("--art-images", type=int, default=P.pick(smoke=5, quick=50, full=100))
     p.add_argument("--crown-images", type=int, default=P.pick(smoke=8, quick=100, full=500))
+    p.add_argument("--bab-images", type=int, default=P.pick(smoke=2, quick=20, full=100), help="first images given to BaB")
+    p.add_argument("--bab-seconds", type=float, default=P.pick(smoke=2.0, quick=5.0, full=60.0), help="BaB's limit per image")
+    p.add_argument("--no-old-crown", action="store_true", help="skip the CROWN of before issue 33 (the speed-up row)")
     p.add_argument("--skip", nargs="*", choices=("smoothing", "ibp", "relaxation"), default=[], help="parts not to run")
     args = p.parse_args()
     seed_everything(SEED)
@@ -246,9 +287,11 @@ def main():
             print(f"| {r['threat model']} | {100 * r['accuracy']:.1f}% | {100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f} |")
         print(f"course_utils IBP: {b['ours_images_per_s']:,.0f} images/s; ART: {b['vs_art']}")
     if "relaxation" not in args.skip:
-        r = bench_relaxation(P, device, args.crown_images, args.art_images)
+        r = bench_relaxation(P, device, args.crown_images, args.art_images, args.bab_images, args.bab_seconds,
+                             old=not args.no_old_crown)
         result["relaxation"] = r
-        print(f"\n## IBP vs CROWN vs ART DeepZ, MNIST, {r['images']} images (DeepZ: the first {r['art_images']})")
+        print(f"\n## IBP vs CROWN vs alpha-CROWN vs BaB vs ART DeepZ, MNIST, {r['images']} images (DeepZ: the first "
+              f"{r['art_images']}, BaB: the first {r['bab_images']}, {r['bab_seconds']:g} s per image at most)")
         print("| model | eps | method | verified | 95% CI | images/s |\n| --- | --- | --- | --- | --- | --- |")
         for row in r["rows"]:
             if "error" in row:

@@ -119,3 +119,14 @@ def preactivation_bounds(model: nn.Sequential, x: torch.Tensor, eps):
         bounds.append((lower, upper))
         relax.append(relu_relaxation(lower, upper))
     return segments, relax, bounds, xl, xu
+
+
+def margin_lower_bounds(net, x, y, eps):
+    """(intermediate bounds, (B, K) margin lower bounds z_y - z_j) by the previous CROWN; column y is 0."""
+    segments, relax, bounds, xl, xu = preactivation_bounds(net, x, eps)
+    with torch.no_grad():
+        k = net(x[:1]).shape[1]
+    eye = torch.eye(k, dtype=x.dtype, device=x.device)
+    spec = eye[y][:, None, :] - eye[None, :, :]
+    m = _backward_lower(segments, relax, spec, torch.zeros(spec.shape[:2], dtype=x.dtype, device=x.device), xl, xu)
+    return bounds, m.scatter(1, y[:, None], 0.0)

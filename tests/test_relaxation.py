@@ -256,17 +256,6 @@ def test_chunked_backward_passes_give_the_same_bounds(monkeypatch, name):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, chunked))
 
 
-def _reference_margins(net, x, y, eps):
-    """Margin bounds by today's CROWN before issue 33 (tests/crown_reference.py), kept as the reference."""
-    segments, relax, bounds, xl, xu = crown_reference.preactivation_bounds(net, x, eps)
-    with torch.no_grad():
-        k = net(x[:1]).shape[1]
-    eye = torch.eye(k, dtype=x.dtype)
-    spec = eye[y][:, None, :] - eye[None, :, :]
-    m = crown_reference._backward_lower(segments, relax, spec, torch.zeros(spec.shape[:2], dtype=x.dtype), xl, xu)
-    return bounds, m.scatter(1, y[:, None], 0.0)
-
-
 def _deep_conv_net(seed):
     """Normalize, three convolutions (strided, padded, dilated, grouped, odd sizes), then two linear layers."""
     torch.manual_seed(seed)
@@ -292,7 +281,7 @@ def test_batched_crown_equals_the_previous_implementation(case):
     with torch.no_grad():
         y = net(x).argmax(1)
         _, _, new, _, _ = certify.preactivation_bounds(net, x, eps)
-        old, old_margins = _reference_margins(net, x, y, eps)
+        old, old_margins = crown_reference.margin_lower_bounds(net, x, y, eps)
         margins = certify.crown_margin_lower_bounds(net, x, y, eps)
     assert any(((lo < 0) & (hi > 0)).any() for lo, hi in new[1:]), "no unstable neuron refined: the test tests nothing"
     for (lo, hi), (rlo, rhi) in zip(new, old):
