@@ -235,8 +235,8 @@ def _one_layer_cases(generator, cases=6, d_in=5, width=9, k=3):
 
 
 def _one_layer_lp(cases_seed: int, cases: int = 6):
-    """``_one_layer_cases`` with each margin's triangle-LP value: (args, CROWN's bound, the LP's). For one
-    hidden layer, with the same pre-activation bounds, the LP is the best bound any slopes alpha reach."""
+    """``_one_layer_cases`` with each margin's triangle-LP value: (args, CROWN's bound, the LP's). With the
+    same pre-activation bounds no valid slopes alpha give a bound above the LP's."""
     out, gen = [], torch.Generator().manual_seed(cases_seed)
     for args, crown in _one_layer_cases(gen, cases):
         w1, b1, w2, b2, xl, xu, l, u, c = args
@@ -257,16 +257,16 @@ def check_alpha_crown_margin(learner_alpha_crown, steps: int = 100, lr: float = 
     c . z_2 over the box for z_2 = W2 relu(W1 x + b1) + b2 (notebook 08b): CROWN's bound with the lower
     slopes alpha of the unstable ReLUs raised by projected gradient ascent (alpha in [0, 1], warm start
     at CROWN's alpha, the best bound kept), the upper lines fixed. Any such bound lies between CROWN's
-    and the triangle LP's (for one hidden layer the LP is the best any alpha reaches): above the LP is
-    unsound; the check also asks for half of the CROWN-to-LP gap closed wherever it exceeds 1e-3."""
+    and the triangle LP's (no valid slopes go above the LP): above the LP is unsound; the check also
+    asks for half of the CROWN-to-LP gap closed wherever it exceeds 1e-3."""
     name = "alpha_crown_margin"
     closed = []
     for i, (args, crown, lp) in enumerate(_one_layer_lp(2)):
         got = float(call_learner(name, learner_alpha_crown, *args, steps, lr))
         if got > lp + 1e-7:
             print(f"[{name}] case {i}: bound {got:.6f} above the triangle LP's {lp:.6f}: FAILED")
-            raise AssertionError(f"{name}: case {i}: {got:.6f} is above the LP's {lp:.6f}, the best any valid slopes "
-                                 "reach, so the bound is unsound: keep alpha in [0, 1] (project after each step) and "
+            raise AssertionError(f"{name}: case {i}: {got:.6f} is above the LP's {lp:.6f}, which no valid slopes "
+                                 "exceed, so the bound is unsound: keep alpha in [0, 1] (project after each step) and "
                                  "leave the upper line h <= s z + t as it is")
         if got < crown - 1e-9:
             print(f"[{name}] case {i}: bound {got:.6f} below CROWN's {crown:.6f}: FAILED")
