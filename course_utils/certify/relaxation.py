@@ -412,33 +412,33 @@ def optimize_slopes(segments, relax, spec, x_lower, x_upper, steps: int = ALPHA_
     Any alpha in [0, 1] gives a sound lower line h >= alpha z of an unstable ReLU (l < 0 < u), so
     every point of the ascent is a valid CROWN bound. Slopes are per neuron and per specification
     row, (B, m, n_i) for each ReLU layer, warm-started from CROWN's adaptive alpha; the upper lines
-    and the intermediate bounds (``relax``) stay fixed. Adam (maximize) with learning rate ``lr``
-    decayed by ALPHA_DECAY per step, alpha clipped to [0, 1] after each step, and the best bound of
-    each row kept (so the result is never below CROWN's, step 0). spec: (B, m, K). Returns
-    ((B, m) bounds, the slopes of the last step).
+    and the intermediate bounds (``relax``) stay fixed. Adam ascent (written out: torch.optim's first
+    step costs seconds of imports) with learning rate ``lr`` decayed by ALPHA_DECAY per step, alpha
+    clipped to [0, 1] after each step, and the best bound of each row kept (so the result is never
+    below CROWN's, step 0). spec: (B, m, K). Returns ((B, m) bounds, the slopes of the last step).
     """
     zero = torch.zeros(spec.shape[:2], dtype=spec.dtype, device=spec.device)
     relax = [tuple(v.detach() for v in r) for r in relax]
     unstable = [(s > 0) & (s < 1) for _, s, _ in relax]  # s = u / (u - l) lies strictly inside (0, 1) iff unstable
-    slopes = [a[:, None, :].expand(-1, spec.shape[1], -1).clone().requires_grad_(True) for a, _, _ in relax]
-    opt = torch.optim.Adam(slopes, lr=lr, maximize=True)
-    decay = torch.optim.lr_scheduler.ExponentialLR(opt, ALPHA_DECAY)
+    slopes = [a[:, None, :].expand(-1, spec.shape[1], -1).clone() for a, _, _ in relax]
+    moments = [(torch.zeros_like(a), torch.zeros_like(a)) for a in slopes]  # Adam's m and v (Kingma & Ba 2015)
     best = None
-    with torch.enable_grad():
-        for step in range(steps + 1):
+    for step in range(steps + 1):
+        with torch.enable_grad():
+            slopes = [a.requires_grad_(True) for a in slopes]
             lines = [(torch.where(u[:, None], a, r[0][:, None]), r[1], r[2]) for a, u, r in zip(slopes, unstable, relax)]
             bound = _backward_lower(segments, lines, spec, zero, x_lower, x_upper)
             best = bound.detach() if best is None else torch.maximum(best, bound.detach())
             if step == steps or not slopes:
                 break
             grads = torch.autograd.grad(bound.sum(), slopes)  # rows are independent: the sum's gradient is each row's
-            for a, g in zip(slopes, grads):
-                a.grad = g
-            opt.step()
-            decay.step()
-            with torch.no_grad():
-                for a in slopes:
-                    a.clamp_(0.0, 1.0)  # the projection onto [0, 1]
+        with torch.no_grad():
+            eta = lr * ALPHA_DECAY ** step
+            for i, (a, g) in enumerate(zip(slopes, grads)):
+                m, v = moments[i][0].lerp(g, 0.1), moments[i][1].lerp(g * g, 0.001)  # beta1 = 0.9, beta2 = 0.999
+                moments[i] = (m, v)
+                m_hat, v_hat = m / (1 - 0.9 ** (step + 1)), v / (1 - 0.999 ** (step + 1))
+                slopes[i] = (a + eta * m_hat / (v_hat.sqrt() + 1e-8)).clamp(0.0, 1.0)  # ascent, then the projection onto [0, 1]
     return best, [a.detach() for a in slopes]
 
 
