@@ -20,6 +20,8 @@ Lessons
                                       BPDA and detector-aware attacks), interop.carlini_wagner
     07 randomized smoothing           certify (Smooth, certify_dataset, noise_augment)
     08 interval bound propagation     certify (interval_bounds, verified, ibp_fit)
+    08b convex relaxation             certify (crown_bounds, alpha_crown_margin_lower_bounds, lp / exact margins,
+                                      verified_by, bab_verify)
     09 interview preparation          interview (question bank, SelfQuiz)
     exercises (every lesson)          checks (one submodule per topic)
 
