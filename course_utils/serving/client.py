@@ -1,8 +1,10 @@
 """Run the service in a subprocess on loopback and talk to it (notebook p4, tests, benchmark).
 
 ``ServiceProcess(model_path, db_path, args)`` starts ``python -m course_utils.serving`` on
-127.0.0.1 and a free port, waits for ``GET /health`` and stops it (``stop``: SIGTERM then
-SIGKILL; ``kill``: SIGKILL at once, to test durability). Use it as a context manager so the
+127.0.0.1 and a free port, with its operator metrics on another free loopback port
+(``metrics_url``), waits for ``GET /health`` (and, with ``--workers N``, for every worker) and
+stops it (``stop``: SIGTERM then SIGKILL; ``kill``: SIGKILL at once, to test durability;
+``worker_pids()``: the workers' process ids, to kill one). Use it as a context manager so the
 service stops on error too, or ``guarded(fn, ...)`` for one phase of a notebook.
 ``ApiClient(url, client_id, api_key, retries, wait)`` sends images: ``predict(x)`` encodes x
 (C, H, W) in [0, 1] as PNG and returns ``(status, json)``; a 429 (rate limited) or 503 answer is
@@ -39,7 +41,7 @@ import httpx
 import numpy as np
 import torch
 
-from .metrics import scrape
+from .metrics import operator_metrics_url, register_operator_url, scrape
 from .uploads import encode_png
 
 HOST = "127.0.0.1"
@@ -78,13 +80,25 @@ class ServiceProcess:
         self.extra_env = dict(env or {})
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://{HOST}:{self.metrics_port}/metrics"
+        self.workers = int(self.args[self.args.index("--workers") + 1]) if "--workers" in self.args else 1
         self.startup_timeout = startup_timeout
         self.proc = None
         self.log = Path(tempfile.mkstemp(prefix="p4_service_", suffix=".log")[1])
 
     def command(self):
         return [sys.executable, "-m", "course_utils.serving", "--model", self.model_path, "--db", self.db_path,
-                "--host", HOST, "--port", str(self.port), *self.args]
+                "--host", HOST, "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.args]
+
+    def worker_pids(self) -> dict:
+        """{worker index: pid} of the workers now running (from the log's "listening" lines; latest wins)."""
+        import re
+
+        pids = {}
+        for i, pid in re.findall(r"^worker (\d+) \(pid (\d+)\) listening", self.log_tail(10**7), re.M):
+            pids[int(i)] = int(pid)
+        return pids
 
     def start(self):
         """Start and wait for /health. The service also stops when this Python process exits (atexit,
@@ -99,7 +113,9 @@ class ServiceProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the service exited with code {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and len(self.worker_pids()) >= (
+                        self.workers if self.workers > 1 else 0):
+                    register_operator_url(self.url, self.metrics_url)
                     return self
             except httpx.HTTPError:
                 pass
@@ -192,7 +208,13 @@ class ApiClient:
         return [self.predict(xi)[1].get("label") for xi in x]
 
     def metrics(self) -> dict:
-        return scrape(self.http.get("/metrics").text)
+        """The service's counters, read as its operator: from the metrics port of a service this
+        process started (``ServiceProcess``, ``ThreadedServer``); the public port serves none."""
+        url = operator_metrics_url(self.url)
+        if url is None:
+            raise RuntimeError(f"no operator metrics known for {self.url}: metrics are served on the operator's "
+                               "port (--metrics-port), not to API clients")
+        return scrape(httpx.get(url, timeout=30).text)
 
     def close(self):
         self.http.close()
@@ -439,25 +461,39 @@ class ThreadedServer:
     """Serve a FastAPI ``app`` with uvicorn in a background thread on loopback (tests: no subprocess).
 
     ``with ThreadedServer(app) as url: ...`` starts it, waits until it accepts connections, stops it.
-    trusted_proxies: as the service's ``--trusted-proxies`` (default: none, as the service).
+    trusted_proxies: as the service's ``--trusted-proxies`` (default: none, as the service);
+    header_timeout_s, max_connections, keep_alive_s: the connection limits (``limits``), as the
+    service's defaults; ``guarded=False``: plain uvicorn (to show what the limits change). An app
+    from ``create_app`` gets its operator metrics port too (``ApiClient.metrics`` finds it).
     """
 
-    def __init__(self, app, port: int | None = None, timeout: float = 30.0, trusted_proxies=()):
+    def __init__(self, app, port: int | None = None, timeout: float = 30.0, trusted_proxies=(), header_timeout_s=10.0,
+                 max_connections=256, keep_alive_s=5.0, guarded=True):
         import uvicorn
 
         from .identity import uvicorn_proxy_settings
+        from .limits import connection_settings
 
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
+        limits = connection_settings(header_timeout_s, max_connections, keep_alive_s) if guarded else {}
         self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=self.port, log_level="warning",
                                                     access_log=False, lifespan="off",
-                                                    **uvicorn_proxy_settings(trusted_proxies)))
+                                                    **uvicorn_proxy_settings(trusted_proxies), **limits))
         self.timeout = timeout
         self.thread = None
+        self.metrics_server = None
 
     def __enter__(self):
         import threading
 
+        service = getattr(getattr(getattr(self.server.config, "app", None), "state", None), "service", None)
+        if service is not None:  # the operator's metrics port, as the CLI's --metrics-port
+            from .metrics import serve_metrics
+
+            port = free_port()
+            self.metrics_server = serve_metrics(service.metrics.registry, port)
+            register_operator_url(self.url, f"http://{HOST}:{port}/metrics")
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + self.timeout
@@ -470,3 +506,7 @@ class ThreadedServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(self.timeout)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            register_operator_url(self.url, None)
