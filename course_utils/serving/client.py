@@ -157,6 +157,71 @@ class ServiceProcess:
         self.stop()
 
 
+def redis_server_binary() -> str | None:
+    """The ``redis-server`` program (Debian: ``apt-get install redis-server``), or None when not installed."""
+    import shutil
+
+    return shutil.which("redis-server") or next((p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server")
+                                                 if os.access(p, os.X_OK)), None)
+
+
+class RedisServer:
+    """A throwaway Redis for the tests, the probe and notebook p4: ``redis-server`` on 127.0.0.1 and
+    a free port, nothing written to disk (no RDB snapshots, no append-only file), protected mode on.
+    ``url``: ``redis://127.0.0.1:PORT/0``; ``stop()`` (SIGTERM), ``kill()`` (SIGKILL: Redis lost);
+    ``start()`` again on the same port. A context manager, like ``ServiceProcess``."""
+
+    def __init__(self, port: int | None = None, binary: str | None = None, startup_timeout: float = 20.0):
+        self.binary = binary or redis_server_binary()
+        if self.binary is None:
+            raise FileNotFoundError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.port = port or free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self.startup_timeout, self.proc = startup_timeout, None
+
+    def start(self):
+        import redis
+
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", HOST, "--save", "",
+                                      "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+                                      "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        atexit.register(self.stop)
+        client = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with code {self.proc.returncode} (port {self.port} taken?)")
+            try:
+                if client.ping():
+                    client.close()
+                    return self
+            except (redis.RedisError, OSError):
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer PING within {self.startup_timeout:g} s")
+
+    def stop(self, timeout: float = 10.0):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def with_retries(request, retries: int = 0, wait: float = 0.2, statuses=RETRY_STATUSES, sleep=time.sleep):
     """The client's one retry loop: ``request()`` -> ``httpx.Response``, called again while the answer's
     status is in ``statuses`` (429 rate limited, 503 unavailable), at most ``retries`` more times and
@@ -364,6 +429,60 @@ def stalled_upload(url: str, declared_bytes: int = 10_000, sent_bytes: int = 100
         except OSError:
             closed = False
     return status, elapsed, closed
+
+
+def slow_header_clients(url: str, n: int, interval_s: float = 0.5, duration_s: float = 5.0) -> list:
+    """The slowloris: ``n`` connections that each send a request line, then one more header line every
+    ``interval_s`` seconds, never finishing the head, for at most ``duration_s`` seconds.
+
+    Returns, per connection, the seconds from its opening until the service closed it (an answer such
+    as a 503 followed by the close counts as closed), or None if still open at the end. Loopback only.
+    """
+    import selectors
+
+    host, port = _http_parts(url)
+    sel, opened, closed, socks = selectors.DefaultSelector(), [], [None] * n, []
+    t0 = time.monotonic()
+    for i in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        socks.append(s)
+        opened.append(time.monotonic())
+        try:
+            s.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n".encode())
+        except OSError:
+            closed[i] = time.monotonic() - opened[i]
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+    next_send = time.monotonic() + interval_s
+    try:
+        while time.monotonic() < t0 + duration_s and any(c is None for c in closed):
+            for key, _ in sel.select(timeout=0.05):
+                i = key.data
+                try:
+                    data = key.fileobj.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data and closed[i] is None:
+                    closed[i] = time.monotonic() - opened[i]
+                    sel.unregister(key.fileobj)
+            if time.monotonic() >= next_send:
+                next_send += interval_s
+                for key in list(sel.get_map().values()):
+                    try:
+                        key.fileobj.send(b"X-Slow: 1\r\n")
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        if closed[key.data] is None:
+                            closed[key.data] = time.monotonic() - opened[key.data]
+                        sel.unregister(key.fileobj)
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+    return closed
 
 
 def heaviest_png(max_pixels: int, max_bytes: int, seed: int = 0) -> bytes:

@@ -1,6 +1,9 @@
 """Several worker processes on one port (``python -m course_utils.serving --workers N``; project p4).
 
-``supervise(args)`` starts N workers (``multiprocessing``, spawn) and keeps them running: each
+``supervise(args)`` starts N workers and keeps them running. They are forked from one
+``multiprocessing`` fork server that has imported torch and the service once (a clean,
+single-threaded process: forking the supervisor itself, whose threads serve the metrics, is not
+safe), so a worker starts, or restarts, in about the time it takes to load the model. Each worker
 loads the model, connects to the shared state (``--state``) and binds the port with
 ``SO_REUSEPORT``, so the kernel spreads incoming connections over the workers by a hash of each
 connection's addresses and ports (a client opening a new connection per request lands on a new
@@ -24,6 +27,9 @@ import sys
 import tempfile
 import time
 
+PRELOAD = ["torch", "sympy", "torch._prims", "torch._refs", "torch._decomp", "torch._dynamo",  # the model file's
+           "course_utils.serving.app", "course_utils.serving.modelfile", "course_utils.serving.__main__",  # meta-device
+           "course_utils.serving.workers"]  # check imports the torch ones lazily: seconds per worker otherwise
 RESTART_PAUSE_S = 1.0  # wait before restarting a worker that died
 MAX_QUICK_DEATHS = 5  # workers that died within QUICK_S of their start, in a row: give up
 QUICK_S = 5.0
@@ -86,7 +92,8 @@ def supervise(args) -> int:
         except OSError as e:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             refuse(f"--metrics-port {args.metrics_port}: {e}")
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
