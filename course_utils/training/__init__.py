@@ -4,7 +4,8 @@
   ``make_optimizer``, ``make_scheduler``, ``mix_batch``, ``cross_entropy_loss`` (the default loss hook).
 - ``adversarial``: ``curriculum``, ``AdversarialTrainingConfig``, ``adversarial_fit``, ``FitResult``,
   ``robust_overfitting_verdict`` (Rice et al. 2020's phenomenon, read from a history),
-  ``catastrophic_overfitting`` (one single-step run's outcome: robust, collapsed or underfit) and
+  ``catastrophic_overfitting`` (one single-step run's outcome: robust, collapsed or underfit; a run that never
+  became robust is underfit), ``single_step_verdict`` (collapses counted over seeds) and
   ``tradeoff_verdict`` (clean accuracy paid for robustness, beyond noise, on the same images).
 - ``trades``: ``trades_loss`` (TRADES, Zhang et al. 2019, as a loss hook) and its inner maximization
   ``trades_perturb``.
@@ -15,7 +16,7 @@
   one recipe (``union.model(kind)``), the threat models of its table and the findings read from it.
 """
 from .adversarial import (AdversarialTrainingConfig, FitResult, adversarial_fit, catastrophic_overfitting, curriculum,
-                          robust_overfitting_verdict, tradeoff_verdict)
+                          robust_overfitting_verdict, single_step_verdict, tradeoff_verdict)
 from .checkpoints import (ModelFileError, cached_field, cached_model, cached_model_path, load_checkpoint, load_model_file, read_sidecar,
                           save_checkpoint)
 from .loop import cross_entropy_loss, fit, make_optimizer, make_scheduler, mix_batch, train_epoch, train_step
