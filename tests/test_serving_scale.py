@@ -323,3 +323,17 @@ def test_query_detector_uses_the_state_it_is_given(images):
     x = images[0][:1]
     assert [det.observe("c", x)[1] for _ in range(3)] == [False, False, True]
     assert len(local.histories) == 1
+
+
+def test_a_flag_log_from_before_workers_gains_the_worker_column(tmp_path):
+    import sqlite3
+
+    from course_utils.serving.store import SCHEMA, FlagStore
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as conn:  # the schema as it was, without the worker column
+        conn.executescript(SCHEMA.replace(",\n    worker INTEGER                 -- index of the worker process (--workers), NULL for one process", ""))
+        assert "worker" not in {row[1] for row in conn.execute("PRAGMA table_info(flags)")}
+    FlagStore(old, worker=None).record("a", "rejected", ["squeeze"])
+    FlagStore(old, worker=3).record("b", "blocked", ["quarantine"])
+    assert read_flags(old).worker.tolist()[1] == 3
