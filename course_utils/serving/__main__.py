@@ -140,7 +140,9 @@ def check_args(args):
 
 
 def build(args, worker=None):
-    """(model, sidecar, ServiceConfig, state) from the options; refuses (exit 2, one line) what cannot start."""
+    """(model, sidecar, ServiceConfig, state) from the options; refuses (exit 2, one line) what cannot start.
+    A worker (``worker`` set) does not refuse an unreachable Redis: the supervisor checked it at start, and
+    a worker restarted while Redis is down must come up and fail closed like the others."""
     import torch
 
     from .app import MAX_CLIENTS, ServiceConfig
@@ -165,7 +167,7 @@ def build(args, worker=None):
             body_timeout_s=args.body_timeout, store_images=not args.no_store_images, model_sha256=meta.get("sha256"),
             api_keys=args.api_keys, health_details=args.health_details, worker=worker)
         state = make_state(args.state, config.rate, config.burst, config.query_history, config.query_window_s,
-                           config.limits.input_shape[0] * SIGNATURE_SIZE ** 2, MAX_CLIENTS)
+                           config.limits.input_shape[0] * SIGNATURE_SIZE ** 2, MAX_CLIENTS, check=worker is None)
     except StateUnavailable as e:
         refuse(f"cannot reach the state store: {e}")
     except ValueError as e:

@@ -267,9 +267,11 @@ class RedisHistories:
 
 
 def make_state(spec: str | None, rate: float, burst: int, history: int, window_s: float, dim: int,
-               max_clients: int = 2_000):
-    """``LocalState`` for ``spec`` None or "local", else ``RedisState(spec)`` checked with PING
-    (``StateUnavailable`` when it does not answer, ``ValueError`` for a malformed spec)."""
+               max_clients: int = 2_000, check: bool = True):
+    """``LocalState`` for ``spec`` None or "local", else ``RedisState(spec)``, checked with PING unless
+    ``check`` is False (``StateUnavailable`` when it does not answer, ``ValueError`` for a malformed spec).
+    A restarted worker does not check: while Redis is down it starts and answers 503, as the others do."""
     if spec in (None, "local"):
         return LocalState(rate, burst, history, window_s, dim, max_clients)
-    return RedisState(spec, rate, burst, history, window_s, dim).connect()
+    state = RedisState(spec, rate, burst, history, window_s, dim)
+    return state.connect() if check else state
