@@ -25,7 +25,6 @@ of one host. Lost Redis state costs buckets, histories and quarantines, never an
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +35,6 @@ import torch
 
 from .ratelimit import TokenBucketLimiter
 
-log = logging.getLogger(__name__)
 
 
 class StateUnavailable(RuntimeError):
