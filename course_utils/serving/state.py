@@ -36,7 +36,6 @@ import torch
 from .ratelimit import TokenBucketLimiter
 
 
-
 class StateUnavailable(RuntimeError):
     """The state store did not answer (Redis down or unreachable): the request cannot be decided."""
 
