@@ -73,7 +73,8 @@ class EvalResult:
 
     def row(self) -> dict:
         lo, hi = self.ci
-        return {"threat model": self.threat, "images": self.n, "accuracy": self.accuracy, "ci_low": lo, "ci_high": hi, **self.details}
+        details = {k: v for k, v in self.details.items() if not isinstance(v, torch.Tensor)}  # per-image vectors stay out
+        return {"threat model": self.threat, "images": self.n, "accuracy": self.accuracy, "ci_low": lo, "ci_high": hi, **details}
 
     def __str__(self):
         lo, hi = self.ci

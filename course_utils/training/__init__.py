@@ -25,4 +25,4 @@ from . import union
 
 __all__ = ["AdversarialTrainingConfig", "FitResult", "ModelFileError", "adversarial_fit", "cached_field", "catastrophic_overfitting", "cached_model",
            "cached_model_path", "cross_entropy_loss", "curriculum", "fit", "load_checkpoint", "load_model_file", "make_optimizer", "make_scheduler",
-           "mix_batch", "read_sidecar", "robust_overfitting_verdict", "save_checkpoint", "tradeoff_verdict", "trades_loss", "trades_perturb", "train_epoch", "train_step"]
+           "mix_batch", "read_sidecar", "robust_overfitting_verdict", "save_checkpoint", "single_step_verdict", "tradeoff_verdict", "trades_loss", "trades_perturb", "train_epoch", "train_step"]
