@@ -439,11 +439,13 @@ def train_recipe(target: str, profile: str | None = None, out=None, resume: bool
                           progress=progress, run=run)
     h = res.history
     per_rank = len(loader.sampler) * len(h) / max(float(h["seconds"].sum()), 1e-9)
+    last = len(loader.sampler) / max(float(h["seconds"].iloc[-1]), 1e-9)  # without the first epoch's warm-up when > 1
     metrics = {"target": target, "profile": profile, "name": name, "world_size": run.world_size,
                "device": str(run.device), "precision": str(run.precision), "epochs_run": len(h),
                "best_epoch": res.best_epoch, "stopped": res.stopped, "seconds_this_session": time.perf_counter() - t0,
                "train_seconds": float(h["seconds"].sum()), "images_per_epoch_per_process": len(loader.sampler),
                "images_per_second_per_process": per_rank, "images_per_second": per_rank * run.world_size,
+               "images_per_second_per_process_last_epoch": last,
                "attack": str(r["train"].attack), "global_batch": r["batch"], "batch_per_process": run.per_rank_batch(r["batch"])}
     if run.is_main:
         meta = {"recipe": json.loads(recipe_json(r)), "architecture": r["model"],

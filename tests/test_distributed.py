@@ -124,7 +124,7 @@ def test_check_state_refuses_other_recipes_world_sizes_and_damaged_files(tmp_pat
     assert state_run(tmp_path).check_state()["epoch"] == 1
     with pytest.raises(ResumeError, match="another recipe"):
         state_run(tmp_path, {"target": "cifar10"}).check_state()
-    with pytest.raises(ResumeError, match="written by 1 process\(es\), this run has 2"):
+    with pytest.raises(ResumeError, match=r"written by 1 process\(es\), this run has 2"):
         state_run(tmp_path, world_size=2).check_state()
     with pytest.raises(ResumeError, match="pass --resume"):
         state_run(tmp_path, resume=False).preflight()
