@@ -7,14 +7,16 @@ An ``attacks.AttackConfig`` passed as ``attack`` names its own result (``str(cfg
 Confidence intervals are Clopper-Pearson (exact binomial) intervals from statsmodels.
 
 Also here: ``gradient_masking_checks`` (the gradient-masking checklist of notebooks 03 and 04:
-fair restarts, more steps, Square, transfer and unbounded-eps checks),
-``robustness_ladder`` (clean, weak PGD, strong PGD with restarts and AutoAttack on the same
-images; notebooks 04, 05), ``per_class_accuracy``, ``correct`` (per-image correctness) and
-``paired_comparison`` (McNemar's exact test on two such vectors) and ``paired_table`` (several
-models against a reference on the same images), and the lessons' guards: ``phenomenon`` (the one
-wording of "appeared / did NOT appear in this run"), ``paired_verdict`` (one setting more accurate
-than another on the same images, beyond noise) and ``rate_verdict`` (a rate whose interval lies
-above or below a threshold).
+fair restarts, more steps, Square, transfer and unbounded-eps checks), ``robustness_ladder`` (clean,
+weak PGD, strong PGD with restarts and AutoAttack on the same images; notebooks 04, 05),
+``per_class_accuracy``, ``correct`` (per-image correctness), ``paired_table`` (several models against
+a reference on the same images) and ``Ledger``: one seeded evaluation per model and attack on fixed
+images, reused, with the headline robust accuracy as the per-image worst case over the attacks run.
+
+The lessons' guards come from ``verdicts`` and are re-exported here: ``Verdict`` (shown /
+contradicted / not resolved), ``paired_verdict`` (one setting more accurate than another on the same
+images), ``equivalence_verdict`` (two settings agree within a margin: TOST), ``rate_verdict`` (a rate
+past a threshold), ``verdict`` (anything else), ``paired_comparison`` (McNemar's exact test).
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ from tqdm.auto import tqdm
 
 from .attacks import AttackConfig, format_number
 from .interop import AutoAttack, autoattack, square
+from .verdicts import (CONTRADICTED, NOT_RESOLVED, SHOWN, Verdict, equivalence_verdict, format_p,  # noqa: F401
+                       paired_comparison, paired_difference_interval, paired_verdict, phenomenon, rate_interval,
+                       rate_verdict, verdict)
 from .validation import (check_fraction, check_images, check_label_range, check_labels, check_positive_int,
                          check_probability, eval_mode)
 
@@ -60,6 +65,11 @@ class EvalResult:
     def ci(self) -> tuple[float, float]:
         lo, hi = proportion_confint(self.correct, self.n, alpha=self.alpha, method="beta")
         return float(lo), float(hi)
+
+    def percent(self) -> str:
+        """The accuracy for people: "93.2% (91.5-94.6), n=1000"."""
+        lo, hi = self.ci
+        return f"{100 * self.accuracy:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}), n={self.n}"
 
     def row(self) -> dict:
         lo, hi = self.ci
@@ -179,22 +189,6 @@ def correct(model, x, y, attack=None, batch_size: int | None = None) -> torch.Te
         return (_predict(model, x_in, y) == y).cpu()
 
 
-def paired_comparison(a_ok, b_ok) -> dict:
-    """McNemar's exact test on per-image correctness of two models (or checkpoints, or attacks) on the
-    same images: ``a_ok``, ``b_ok`` bool arrays of one non-zero length (``correct``'s output). Returns
-    ``{"n", "a", "b", "only_a", "only_b", "p"}`` (accuracies, discordant counts, two-sided p-value):
-    a difference is beyond test-set noise when p < 0.05. It cannot see training-seed noise."""
-    import numpy as np
-    from statsmodels.stats.contingency_tables import mcnemar
-
-    a, b = (np.asarray(getattr(v, "cpu", lambda: v)(), dtype=bool).ravel() for v in (a_ok, b_ok))
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError("paired_comparison needs two per-image bool arrays of the same non-zero length")
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    p = float(mcnemar([[0, only_a], [only_b, 0]], exact=True).pvalue)
-    return {"n": int(a.size), "a": float(a.mean()), "b": float(b.mean()), "only_a": only_a, "only_b": only_b, "p": p}
-
-
 def paired_table(correct_by_name: dict, reference: str, threat: str = ""):
     """One row per entry of ``correct_by_name`` (name -> per-image bool correctness on the same images):
     accuracy, 95% interval, difference from ``reference`` in points, McNemar p and whether that
@@ -211,58 +205,6 @@ def paired_table(correct_by_name: dict, reference: str, threat: str = ""):
                       f"minus {reference} (points)": round(100 * (pair["a"] - pair["b"]), 1),
                       "McNemar p": pair["p"], "beyond noise": name != reference and pair["p"] < 0.05}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def phenomenon(name: str, appeared: bool, evidence: str, if_not: str, if_so: str = "") -> tuple[bool, str]:
-    """The one wording of a lesson's guard: ``(appeared, sentence)``.
-
-    ``name`` is the phenomenon in capitals as the lessons print it ("CATASTROPHIC OVERFITTING");
-    ``evidence`` the numbers with their threat model and interval; ``if_not`` what the learner
-    should try (or what it means) when the run did not show it (required then); ``if_so`` (optional) what it means
-    when it did. The sentence reads "NAME appeared: evidence. if_so" or
-    "NAME did NOT appear in this run: evidence. if_not"."""
-    if not name or not evidence or not (appeared or if_not):
-        raise ValueError("phenomenon needs a name, the evidence and, when it did not appear, what to do")
-    if appeared:
-        return True, f"{name} appeared: {evidence}." + (f" {if_so}" if if_so else "")
-    return False, f"{name} did NOT appear in this run: {evidence}. {if_not}"
-
-
-def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_not: str,
-                   threat: str = "", unit: str = "images") -> tuple[bool, str]:
-    """A phenomenon of the form "``higher`` is more accurate than ``lower``" on the same images.
-
-    higher_ok, lower_ok: per-image bool correctness (``correct``'s output) of the two settings on
-    one set of images. The phenomenon appeared when ``higher``'s accuracy is above ``lower``'s and
-    McNemar's exact test separates them (p < 0.05; ``paired_comparison``); the evidence gives both
-    accuracies with 95% Clopper-Pearson intervals, n (counted in ``unit``: images, reviews,
-    transactions) and p. Returns ``phenomenon``'s pair."""
-    pair = paired_comparison(higher_ok, lower_ok)
-    n = pair["n"]
-    a, b = (EvalResult(round(v * n), n) for v in (pair["a"], pair["b"]))
-    where = f" ({threat})" if threat else ""
-    evidence = (f"{higher} {_fmt(a)} vs {lower} {_fmt(b)} on the same {n} {unit}{where}, "
-                f"McNemar p = {pair['p']:.2g}")
-    appeared = pair["a"] > pair["b"] and pair["p"] < 0.05
-    if not appeared and pair["a"] > pair["b"]:
-        evidence += " (higher, but within test-set noise)"
-    return phenomenon(name, appeared, evidence, if_not)
-
-
-def rate_verdict(name: str, k: int, n: int, threshold: float, what: str, if_not: str,
-                 above: bool = True) -> tuple[bool, str]:
-    """A phenomenon of the form "the rate of ``what`` is above (or below) ``threshold``".
-
-    k of n events (integers, 0 <= k <= n); the phenomenon appeared when the whole 95%
-    Clopper-Pearson interval of k / n lies above ``threshold`` (``above=False``: below it), so a
-    rate that noise could put on the other side does not count. Returns ``phenomenon``'s pair."""
-    threshold = check_fraction(threshold, "threshold")
-    r = EvalResult(k, n, what)
-    lo, hi = r.ci
-    appeared = lo > threshold if above else hi < threshold
-    side = "above" if above else "below"
-    evidence = f"{what} {_fmt(r)} of {n}; the interval must lie {side} {100 * threshold:.3g}%"
-    return phenomenon(name, appeared, evidence, if_not)
 
 
 def _fmt(r: EvalResult) -> str:
@@ -431,3 +373,93 @@ def robustness_ladder(model, data, eps: float, weak: AttackConfig | None = None,
         out.append(evaluate(model, data, autoattack(eps, num_classes=num_classes, impl=autoattack_impl),
                             batch_size=batch_size, progress=progress))
     return out
+
+
+class Ledger:
+    """One seeded evaluation per (model, attack) on one fixed set of images, kept and reused.
+
+    ``x`` (N, C, H, W) in [0, 1], ``y`` (N,): the images every number is measured on. ``correct(name,
+    model, attack)`` attacks once and remembers the per-image correctness under ``(name, threat)``
+    (asking again returns the same vector, so a model never gets two numbers for one attack); an
+    ``AttackConfig`` with random starts and no generator gets one seeded by ``seed``. ``worst_case(name)``
+    is the headline robust accuracy: an image counts as robust only if it survived every attack run on
+    that model (clean excluded), as RobustBench and AutoAttack report. ``table()`` lays out every number
+    with its interval; ``winners(name)`` says which attack alone broke how many images.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0, batch_size: int | None = 250):
+        check_images(x)
+        self.x, self.y = x, check_labels(y, x)
+        self.seed, self.batch_size = seed, batch_size
+        self._ok: dict[tuple[str, str], torch.Tensor] = {}
+
+    def seeded(self, attack):
+        """``attack`` with its random start seeded (an ``AttackConfig`` without a generator), else as is."""
+        if isinstance(attack, AttackConfig) and attack.random_start and attack.generator is None:
+            return attack.replace(generator=torch.Generator().manual_seed(self.seed))
+        return attack
+
+    def correct(self, name: str, model, attack=None, threat: str | None = None) -> torch.Tensor:
+        """Per-image correctness (N,) bool of model ``name`` under ``attack`` (None: clean), computed once."""
+        threat = threat or describe_attack(attack)
+        key = (name, threat)
+        if key not in self._ok:
+            device = next(iter(model.parameters())).device
+            x, y = self.x.to(device), self.y.to(device)
+            self._ok[key] = correct(model, x, y, self.seeded(attack), batch_size=self.batch_size)
+        return self._ok[key]
+
+    def record(self, name: str, threat: str, ok) -> torch.Tensor:
+        """Store a per-image correctness vector measured elsewhere (e.g. AutoAttack's own run)."""
+        ok = torch.as_tensor(getattr(ok, "cpu", lambda: ok)(), dtype=torch.bool).flatten()
+        if ok.numel() != len(self.y):
+            raise ValueError(f"{threat}: {ok.numel()} results for {len(self.y)} images")
+        self._ok[(name, threat)] = ok
+        return ok
+
+    def threats(self, name: str) -> list[str]:
+        return [t for (m, t) in self._ok if m == name]
+
+    def result(self, name: str, threat: str = "clean") -> EvalResult:
+        ok = self._ok[(name, threat)]
+        return EvalResult(int(ok.sum()), ok.numel(), threat)
+
+    def worst_case_correct(self, name: str) -> torch.Tensor:
+        attacked = [t for t in self.threats(name) if t != "clean"]
+        if not attacked:
+            raise ValueError(f"no attack has been run on {name!r}")
+        ok = torch.ones(len(self.y), dtype=torch.bool)
+        for t in attacked:
+            ok &= self._ok[(name, t)]
+        return ok
+
+    def worst_case(self, name: str) -> EvalResult:
+        """Robust accuracy of ``name`` when each image faces the strongest of the attacks run on it."""
+        attacked = [t for t in self.threats(name) if t != "clean"]
+        ok = self.worst_case_correct(name)
+        return EvalResult(int(ok.sum()), ok.numel(), f"worst case over {len(attacked)} attacks")
+
+    def winners(self, name: str) -> dict:
+        """For each attack on ``name``: how many images it alone broke (every other attack failed on them)."""
+        attacked = [t for t in self.threats(name) if t != "clean"]
+        out = {}
+        for t in attacked:
+            others = torch.ones(len(self.y), dtype=torch.bool)
+            for u in attacked:
+                if u != t:
+                    others &= self._ok[(name, u)]
+            out[t] = int((others & ~self._ok[(name, t)]).sum())
+        return out
+
+    def table(self, names=None):
+        """Every number measured, with its interval, and each model's worst case: a DataFrame for people."""
+        import pandas as pd
+
+        rows = []
+        for name in names or dict.fromkeys(m for m, _ in self._ok):
+            for t in self.threats(name):
+                rows.append({"model": name, "threat model": t, "accuracy": self.result(name, t).percent()})
+            if any(t != "clean" for t in self.threats(name)):
+                rows.append({"model": name, "threat model": "worst case (headline)",
+                             "accuracy": self.worst_case(name).percent()})
+        return pd.DataFrame(rows)

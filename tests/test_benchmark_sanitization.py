@@ -25,6 +25,6 @@ def test_sanitization_benchmark_smoke_prints_every_row_and_verdict(tmp_path):
                 "| [CIFAR-10] PGD-5 eps=8/255 |", "| [CIFAR-10] adaptive PGD-5 x1 eps=8/255 |", "| [MagNet detector] PGD-5 |"):
         assert row in out, row
     assert "pixels an L-inf change can move to another squeezed level: MNIST 1 bit, eps 0.3:" in out
-    verdicts = [line for line in out.splitlines() if line.strip().startswith(("BYPASS appeared:", "BYPASS did NOT appear"))]
+    verdicts = [line for line in out.splitlines() if line.strip().startswith(("BYPASS: SHOWN", "BYPASS: NOT RESOLVED", "BYPASS: CONTRADICTED"))]
     assert len(verdicts) == 5, verdicts  # 2 CW confidences, MNIST adaptive at 0.3 and 0.5, CIFAR-10 adaptive
     assert "detected 95% CI" in out

@@ -199,7 +199,7 @@ def _row(fooled, detected, n=200):
 
 def test_bypass_verdict_needs_both_fooling_and_evading():
     ok, text = sanitization.bypass_verdict(_row(0.97, 0.03))
-    assert ok and text.startswith("BYPASS appeared")
+    assert ok and text.startswith("BYPASS: SHOWN")
     for row, why in ((_row(0.97, 0.5), "detected 50.0% > 20%"), (_row(0.5, 0.0), "fooled 50.0% < 90%")):
         ok, text = sanitization.bypass_verdict(row)
         assert not ok and why in text and "strengthen the attack" in text

@@ -347,17 +347,35 @@ def _history(val, train):
 
 def test_robust_overfitting_verdict_needs_a_fall_beyond_noise_and_rising_training_robustness():
     rice = _history([0.20, 0.35, 0.45, 0.38, 0.30], [0.25, 0.45, 0.60, 0.75, 0.85])  # Rice et al.'s shape
-    ok, text = training.robust_overfitting_verdict(rice, n_val=500)
-    assert ok and "ROBUST OVERFITTING" in text and "epoch 3" in text
+    v = training.robust_overfitting_verdict(rice, n_val=500, decay_epoch=3)
+    assert v.outcome == "shown" and "ROBUST OVERFITTING" in str(v) and "epoch 3" in str(v)
     noise = _history([0.20, 0.24, 0.22, 0.21], [0.25, 0.30, 0.31, 0.33])  # notebook 05's old quick run
-    ok, text = training.robust_overfitting_verdict(noise, n_val=300)
-    assert not ok and "within noise" in text
+    v = training.robust_overfitting_verdict(noise, n_val=300)
+    assert v.outcome == "not resolved" and "within noise" in str(v)  # non-significance is not "no overfitting"
     underfit = _history([0.20, 0.45, 0.30], [0.30, 0.50, 0.40])  # fell, but training robustness fell too
     ok, text = training.robust_overfitting_verdict(underfit, n_val=1000)
     assert not ok and "did not keep rising" in text and "within noise" not in text
-    assert not training.robust_overfitting_verdict(rice, n_val=20)[0]  # same curve, too few images to tell
+    assert not training.robust_overfitting_verdict(rice, n_val=20)  # same curve, too few images to tell
     with pytest.raises(ValueError, match="train_robust"):
         training.robust_overfitting_verdict(rice.drop(columns="train_robust"), n_val=500)
+
+
+def test_robust_overfitting_verdict_refuses_a_lucky_checkpoint_before_the_decay():
+    # issue 29: 05's quick run peaked at epoch 16 of a flat held-out curve, the decay started at 21;
+    # the rule without the decay check printed "appeared" for exactly this history.
+    flat = [0.10, 0.15, 0.19, 0.20, 0.21, 0.20, 0.26, 0.20, 0.21, 0.20, 0.20, 0.21, 0.20, 0.20]
+    lucky = _history(flat, [0.2 + 0.03 * i for i in range(len(flat))])
+    best = torch.zeros(1000, dtype=torch.bool)
+    best[:260] = True
+    last = best.clone()
+    last[200:260] = False  # the lucky checkpoint beats the last one beyond noise
+    assert training.robust_overfitting_verdict(lucky, n_val=300, final=(best, last))  # today's rule: "shown"
+    v = training.robust_overfitting_verdict(lucky, n_val=300, final=(best, last), decay_epoch=10)
+    assert v.outcome == "not resolved" and "does not follow the first decay" in str(v) and "lucky checkpoint" in str(v)
+    v = training.robust_overfitting_verdict(lucky, n_val=300, final=(best, last), decay_epoch=7)
+    assert v.outcome == "shown"  # the same fall, right after the decay: Rice et al.'s phenomenon
+    v = training.robust_overfitting_verdict(lucky, n_val=300, final=(last, best), decay_epoch=7)
+    assert v.outcome == "contradicted"  # the last checkpoint is the more robust one
 
 
 def test_robust_overfitting_verdict_pairs_best_and_last_checkpoints_on_the_same_images():
@@ -396,8 +414,11 @@ def _single_step_history(val, train_acc):
 
 
 @pytest.mark.parametrize("val, train_acc, expected", [
-    ([0.10, 0.03, 0.01, 0.00], [0.40, 0.60, 0.75, 0.86], "collapsed"),  # beats FGSM-RS, not PGD (04's alpha = 1.25 eps)
+    # issue 29: never robust (PGD <= 0.10 throughout) while beating its own attack: the old rule's "collapsed"
+    ([0.10, 0.03, 0.01, 0.00], [0.40, 0.60, 0.75, 0.86], "underfit"),
+    ([0.09, 0.05, 0.04, 0.02], [0.50, 0.80, 0.90, 0.95], "underfit"),  # 04's quick "collapsed" runs peaked at 0.09
     ([0.20, 0.45, 0.60, 0.15], [0.40, 0.60, 0.70, 0.80], "collapsed"),  # rose, then fell 0.45 below its best
+    ([0.30, 0.70, 0.85, 0.05], [0.60, 0.80, 0.90, 0.99], "collapsed"),  # Wong et al.'s plain-FGSM shape
     ([0.08, 0.17, 0.30, 0.38], [0.13, 0.50, 0.79, 0.84], "robust"),  # 04's alpha = 0.75 eps run
     ([0.13, 0.13, 0.13, 0.13], [0.10, 0.11, 0.11, 0.11], "underfit"),  # a constant predictor: stuck, not collapsed
     ([0.05, 0.02, 0.00, 0.00], [0.10, 0.20, 0.25, 0.30], "underfit"),  # PGD 0 but it does not beat FGSM either
@@ -417,14 +438,18 @@ def _ok(n_right, n=1000, start=0):
 
 def test_tradeoff_verdict_needs_a_clean_loss_and_a_robust_gain_beyond_noise():
     clean_std, robust_std = _ok(990), _ok(0)
-    ok, text = training.tradeoff_verdict(clean_std, robust_std, _ok(940), _ok(900))  # 5 clean points for 90 robust
-    assert ok and "TRADE-OFF appeared" in text and "0.056 clean points per robust point" in text
-    ok, text = training.tradeoff_verdict(clean_std, robust_std, _ok(992), _ok(900))  # 04's recipe: clean went up
-    assert not ok and "TRADE-OFF did NOT appear" in text and "clean accuracy did not fall beyond noise" in text.lower()
-    ok, text = training.tradeoff_verdict(clean_std, robust_std, _ok(986), _ok(900))  # 4 images: noise, not a cost
-    assert not ok and "TRADE-OFF did NOT appear" in text and "clean accuracy did not fall beyond noise" in text.lower()
-    ok, text = training.tradeoff_verdict(clean_std, _ok(30), _ok(900), _ok(35))  # clean fell, robustness did not rise
-    assert not ok and "robust accuracy did not rise" in text.lower()
+    v = training.tradeoff_verdict(clean_std, robust_std, _ok(940), _ok(900))  # 5 clean points for 90 robust
+    assert v.outcome == "shown" and "0.06 clean points per robust point" in str(v)
+    v = training.tradeoff_verdict(_ok(970), robust_std, _ok(992), _ok(900))  # 09's TRADES: clean went UP beyond noise
+    assert v.outcome == "contradicted" and "ROSE" in str(v)
+    v = training.tradeoff_verdict(clean_std, robust_std, _ok(986, start=14), _ok(900))  # 14 lost, 10 gained: noise
+    assert v.outcome == "not resolved" and "would be noise" in str(v)  # and not "no cost" either
+    v = training.tradeoff_verdict(clean_std, _ok(30), _ok(900), _ok(35))  # clean fell, robustness did not rise
+    assert v.outcome == "not resolved" and "robust accuracy did not rise" in str(v).lower()
+    big_std, big_adv = _ok(9900, n=20000), _ok(9900, n=20000)
+    big_adv[9000:9020], big_adv[15000:15020] = False, True  # 20 lost, 20 gained on 20,000: within a point
+    v = training.tradeoff_verdict(big_std, _ok(0, n=20000), big_adv, _ok(9000, n=20000))
+    assert v.outcome == "contradicted" and "TOST" in str(v)
 
 
 def test_paired_comparison_and_table_pair_images_not_totals():

@@ -126,13 +126,14 @@ def adaptive_pgd(model: nn.Module, detector, x, y, eps: float, alpha: float, ste
     return x_adv.detach()
 
 
-def bypass_verdict(report: dict, max_detected: float = 0.2, min_fooled: float = 0.9) -> tuple[bool, str]:
+def bypass_verdict(report: dict, max_detected: float = 0.2, min_fooled: float = 0.9):
     """Did an attack bypass classifier + detector? Read from a ``detection_report`` row.
 
     The bypass appeared when at least ``min_fooled`` of the examples fool the model and at most
     ``max_detected`` of those are flagged (issue 12's target for CIFAR-10 at 8/255, at the
-    detector's 5% false-positive threshold). Returns (appeared, a sentence with the row's numbers
-    and intervals, and what a learner should do when the bypass did not appear).
+    detector's 5% false-positive threshold). Returns an ``evaluation.Verdict``: shown, or not
+    resolved with what a learner should do (a failed attack never shows that a detector holds: only a
+    stronger attack can settle it, Tramer et al. 2020).
     """
     from ..evaluation import phenomenon
 

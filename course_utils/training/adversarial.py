@@ -254,20 +254,29 @@ def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, 
     return FitResult(pd.DataFrame(rows), best_epoch, stopped, time.perf_counter() - start, best_state)
 
 
-def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, final=None) -> tuple[bool, str]:
+def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, final=None,
+                               decay_epoch: int | None = None, window: int = 5):
     """Did this run show robust overfitting as Rice, Wong & Kolter (2020) describe it? Read from an
     ``adversarial_fit`` history with ``val_robust`` (held-out) and ``train_robust`` (``train_probe``).
+    Returns an ``evaluation.Verdict``.
 
-    It appeared when (1) the last epoch is less robust than the best one beyond noise and (2) training
-    robust accuracy went on rising after the best epoch (last above best-epoch value), so the
-    train-test robust gap widened. For (1), ``final=(best_correct, last_correct)``: per-image
-    robust correctness (bool, same test images and attack) of the best and the last checkpoints, the
-    paper's best-versus-final comparison, tested with McNemar's exact test (p < 0.05, paired);
-    without it, the history's held-out numbers on ``n_val`` images, whose 95% Clopper-Pearson
-    intervals must not overlap (conservative: the best is a maximum over epochs). Returns (appeared,
-    a sentence with the numbers and, when it did not appear, what the run lacked).
+    Rice et al.'s phenomenon has three parts, all required for "shown":
+    (1) the held-out robust accuracy peaks right after the first learning-rate decay: with
+        ``decay_epoch`` (the first epoch trained at the decayed rate, 1-based) the best epoch must lie
+        in ``[decay_epoch, decay_epoch + window)``; a best epoch before the decay on a flat curve is a
+        lucky checkpoint, not the phenomenon (without ``decay_epoch`` this part is not checked and the
+        sentence says so);
+    (2) the last epoch is less robust than the best beyond noise: ``final=(best_correct, last_correct)``,
+        per-image robust correctness of the two checkpoints on the same test images, McNemar p < 0.05
+        (the paper's best-versus-final comparison); without it, the history's numbers on ``n_val``
+        images whose 95% Clopper-Pearson intervals must not overlap (conservative);
+    (3) training robust accuracy went on rising after the best epoch (the train - test gap widened).
+    Contradicted when the last checkpoint is more robust than the best beyond noise (``final``); else
+    not resolved (non-significance is not evidence that nothing fell).
     """
     from statsmodels.stats.proportion import proportion_confint
+
+    from ..evaluation import CONTRADICTED, NOT_RESOLVED, SHOWN, Verdict, format_p, paired_comparison
 
     for col in ("val_robust", "train_robust"):
         if col not in history or history[col].isna().all():
@@ -276,14 +285,13 @@ def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, 
     v, t = history["val_robust"].to_numpy(), history["train_robust"].to_numpy()
     b = int(v.argmax())
     ci = lambda k, n: proportion_confint(k, n, alpha=0.05, method="beta")  # noqa: E731
+    rose_back = False
     if final is None:
-        (best_lo, _), (_, last_hi) = ci(round(v[b] * n_val), n_val), ci(round(v[-1] * n_val), n_val)
+        (best_lo, best_hi), (last_lo, last_hi) = ci(round(v[b] * n_val), n_val), ci(round(v[-1] * n_val), n_val)
         fell = last_hi < best_lo
         test = "held-out intervals do not overlap" if fell else "the last held-out number is within noise of the best (intervals overlap)"
         final_text = ""
     else:
-        from ..evaluation import paired_comparison
-
         try:
             pair = paired_comparison(*final)
         except ValueError:
@@ -291,9 +299,10 @@ def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, 
         n, only_best, only_last, p = pair["n"], pair["only_a"], pair["only_b"], pair["p"]
         best_ok, last_ok = round(pair["a"] * n), round(pair["b"] * n)
         fell = last_ok < best_ok and p < 0.05
+        rose_back = last_ok > best_ok and p < 0.05
         (bl, bh), (ll, lh) = ci(best_ok, n), ci(last_ok, n)
-        final_text = (f"; on {n} test images the best checkpoint is robust on {best_ok / n:.3f} ({bl:.3f}-{bh:.3f}), "
-                      f"the last on {last_ok / n:.3f} ({ll:.3f}-{lh:.3f}), McNemar p = {p:.2g} "
+        final_text = (f"; on {n} test images the best checkpoint is robust on {best_ok / n:.1%} ({bl:.1%}-{bh:.1%}), "
+                      f"the last on {last_ok / n:.1%} ({ll:.1%}-{lh:.1%}), McNemar {format_p(p)} "
                       f"({only_best} images only the best gets right, {only_last} only the last)")
         test = "" if fell else "the last checkpoint is not less robust than the best beyond noise (McNemar p >= 0.05)"
     rose = t[-1] > t[b]
@@ -301,30 +310,43 @@ def robust_overfitting_verdict(history, n_val: int, n_probe: int | None = None, 
     numbers = (f"held-out robust accuracy best {v[b]:.3f} at epoch {b + 1}, last {v[-1]:.3f} (epoch {len(v)}; "
                f"{n_val} images); training robust accuracy {t[b]:.3f} at the best epoch, {t[-1]:.3f} at the last "
                f"({n_probe} training images); train - test robust gap {gap_best:+.3f} -> {gap_last:+.3f}{final_text}")
-    from ..evaluation import phenomenon
-
-    lacks = ([] if fell else [test]) + \
+    if decay_epoch is None:
+        after_decay, where = True, "the learning-rate decay was not given, so the peak's timing was not checked"
+    else:
+        after_decay = decay_epoch <= b + 1 < decay_epoch + window
+        where = (f"the best epoch ({b + 1}) {'follows' if after_decay else 'does not follow'} the first decay "
+                 f"(epoch {decay_epoch}) within {window} epochs")
+    lacks = ([] if after_decay else [where]) + ([] if fell else [test]) + \
             ([] if rose else ["training robust accuracy did not keep rising after the best epoch (an underfit model)"])
     if rose and not fell and gap_last - gap_best >= 0.1:
         lacks.append(f"the train - test gap did widen by {gap_last - gap_best:.2f} (the memorization behind robust "
                      "overfitting), but its cost on held-out images was not resolved")
-    return phenomenon("ROBUST OVERFITTING", fell and rose, "; ".join([numbers] + lacks),
-                      "It needs a model that fits its training set under attack: more epochs after the learning-rate "
-                      "decay, fewer training images or a wider model (the full profile), or more test images to resolve "
-                      "a small fall.", if_so="Keep the best epoch, not the last (early stopping).")
+    name = "ROBUST OVERFITTING (Rice et al. 2020)"
+    if after_decay and fell and rose:
+        return Verdict(name, SHOWN, f"{numbers}; {where}", "Keep the best epoch, not the last (early stopping).")
+    if rose_back:
+        return Verdict(name, CONTRADICTED, "; ".join([numbers] + lacks),
+                       "The last checkpoint is MORE robust than the best one beyond noise: held-out robustness was "
+                       "still improving (undertrained), the opposite of robust overfitting.")
+    lucky = (" A best epoch before the decay on a curve that did not fall is a lucky checkpoint, not the phenomenon."
+             if decay_epoch is not None and b + 1 < decay_epoch else "")
+    return Verdict(name, NOT_RESOLVED, "; ".join([numbers] + lacks),
+                   "It needs a model that fits its training set under attack: more epochs after the learning-rate "
+                   "decay, fewer training images or a wider model (the full profile), or more test images to resolve "
+                   "a small fall." + lucky)
 
 
-def catastrophic_overfitting(history, floor: float = 0.1, fitted: float = 0.5, drop: float = 0.2) -> tuple[str, str]:
+def catastrophic_overfitting(history, became: float = 0.3, floor: float = 0.1, drop: float = 0.2) -> tuple[str, str]:
     """The outcome of one single-step training run, read from its ``adversarial_fit`` history
     (``val_robust``: held-out PGD accuracy per epoch; ``train_acc``: accuracy on the training attack's
     batches). One of
 
-    - ``"collapsed"``: catastrophic overfitting (Wong, Rice & Kolter 2020): held-out PGD accuracy fell
-      more than ``drop`` below its best, or the model beats its own training attack (last
-      ``train_acc`` >= ``fitted``) while its held-out PGD accuracy ends at or below ``floor``;
-    - ``"underfit"``: it does not even beat its training attack (``train_acc`` < ``fitted``): it never
-      learned, which is not the phenomenon;
-    - ``"robust"``: otherwise (held-out PGD accuracy ends above ``floor`` without such a fall).
+    - ``"collapsed"``: catastrophic overfitting (Wong, Rice & Kolter 2020): the run first *became*
+      robust (held-out PGD accuracy reached ``became``) and then fell: more than ``drop`` below its best,
+      or to ``floor`` or less;
+    - ``"underfit"``: held-out PGD accuracy never reached ``became``: the run never became robust, so
+      it cannot have collapsed (whatever it does on its own single-step attack);
+    - ``"robust"``: it became robust and kept it.
 
     Returns (outcome, a sentence with the numbers).
     """
@@ -335,34 +357,46 @@ def catastrophic_overfitting(history, floor: float = 0.1, fitted: float = 0.5, d
     b = int(v.argmax())
     numbers = (f"held-out PGD best {v[b]:.3f} (epoch {b + 1}), last {v[-1]:.3f}; accuracy on the training attack "
                f"{t[-1]:.3f} at the last epoch")
-    if v[b] - v[-1] > drop:
-        return "collapsed", f"collapsed: {numbers}; PGD accuracy fell {v[b] - v[-1]:.2f} below its best"
-    if t[-1] < fitted:
-        return "underfit", f"underfit: {numbers}; the model does not even beat its own training attack"
-    if v[-1] <= floor:
-        return "collapsed", f"collapsed: {numbers}; it beats the single-step attack but not PGD"
+    if v[b] < became:
+        return "underfit", f"underfit: {numbers}; held-out PGD accuracy never reached {became:g}: it never became robust"
+    if v[b] - v[-1] > drop or v[-1] <= floor:
+        return "collapsed", f"collapsed: {numbers}; it became robust, then PGD accuracy fell {v[b] - v[-1]:.2f} below its best"
     return "robust", f"robust: {numbers}"
 
 
-def tradeoff_verdict(clean_std, robust_std, clean_adv, robust_adv) -> tuple[bool, str]:
+def tradeoff_verdict(clean_std, robust_std, clean_adv, robust_adv, margin: float = 0.01):
     """Did adversarial training trade clean accuracy for robustness here? Four per-image bool vectors
     on the same test images (``evaluation.correct``): the standard model clean and attacked, the
-    adversarially trained one clean and attacked. The trade-off appeared when robust accuracy rose and
-    clean accuracy fell, each beyond test-set noise (McNemar, p < 0.05); only then is the ratio
-    "clean points per robust point" a measurement. Returns (appeared, a sentence with the numbers)."""
-    from ..evaluation import paired_comparison, phenomenon
+    adversarially trained one clean and attacked. Returns an ``evaluation.Verdict``:
+
+    - shown: robust accuracy rose and clean accuracy fell, each beyond test-set noise (McNemar,
+      p < 0.05); only then is the ratio "clean points per robust point" a measurement;
+    - contradicted: robust accuracy rose while clean accuracy rose beyond noise, or stayed within
+      ``margin`` of the standard model's (TOST, 90% Newcombe interval): robustness cost no clean accuracy;
+    - not resolved: otherwise (with the images that would resolve it)."""
+    from ..evaluation import (CONTRADICTED, NOT_RESOLVED, SHOWN, Verdict, format_p, paired_comparison,
+                              paired_difference_interval)
 
     clean, robust = paired_comparison(clean_std, clean_adv), paired_comparison(robust_std, robust_adv)
     d_clean, d_robust = 100 * (clean["a"] - clean["b"]), 100 * (robust["b"] - robust["a"])
-    numbers = (f"clean {clean['a']:.3f} -> {clean['b']:.3f} (McNemar p = {clean['p']:.2g}), robust {robust['a']:.3f} -> "
-               f"{robust['b']:.3f} (p = {robust['p']:.2g}) on {clean['n']} images")
+    _, lo90, hi90 = paired_difference_interval(clean_std, clean_adv, alpha=0.10)
+    numbers = (f"clean {clean['a']:.1%} -> {clean['b']:.1%} ({format_p(clean['p'])}, 90% CI of the cost "
+               f"{100 * lo90:+.1f} to {100 * hi90:+.1f} points), robust {robust['a']:.1%} -> {robust['b']:.1%} "
+               f"({format_p(robust['p'])}) on {clean['n']} images")
     gained, lost = d_robust > 0 and robust["p"] < 0.05, d_clean > 0 and clean["p"] < 0.05
+    name = "TRADE-OFF"
     if gained and lost:
-        numbers += (f": {d_clean:.1f} clean points for {d_robust:.1f} robust points, "
-                    f"{d_clean / d_robust:.3f} clean points per robust point")
-    why = [] if gained else ["robust accuracy did not rise beyond noise (is the adversarially trained model robust?)"]
-    if not lost:
-        why.append(f"clean accuracy did not fall beyond noise ({d_clean:+.1f} points): robustness cost no measurable "
-                   "clean accuracy here, so a ratio would be noise (more test images, or a harder task: CIFAR-10)")
-    if_not = "; ".join(why) + "."
-    return phenomenon("TRADE-OFF", gained and lost, numbers, if_not[0].upper() + if_not[1:] if why else "")
+        return Verdict(name, SHOWN, numbers + f": {d_clean:.1f} clean points for {d_robust:.1f} robust points, "
+                       f"{d_clean / d_robust:.2f} clean points per robust point")
+    if not gained:
+        return Verdict(name, NOT_RESOLVED, numbers, "Robust accuracy did not rise beyond noise: is the adversarially "
+                       "trained model robust? There is nothing to trade yet.")
+    if d_clean < 0 and clean["p"] < 0.05:
+        return Verdict(name, CONTRADICTED, numbers, "Clean accuracy ROSE beyond noise: on this task and budget "
+                       "adversarial training acted as a regularizer (check that the standard model is fully trained).")
+    if -margin < lo90 and hi90 < margin:
+        return Verdict(name, CONTRADICTED, numbers, f"Clean accuracy stayed within {100 * margin:g} point of the "
+                       "standard model's (TOST): robustness cost no clean accuracy here, so no ratio is printed.")
+    return Verdict(name, NOT_RESOLVED, numbers, f"Clean accuracy did not fall beyond noise ({d_clean:+.1f} points) "
+                   f"and was not shown to stay within {100 * margin:g} point either: more test images, or a harder task "
+                   "(CIFAR-10), would resolve the cost; a ratio would be noise.")
