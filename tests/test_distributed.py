@@ -165,3 +165,20 @@ def test_global_batch_must_split_evenly():
         run.per_rank_batch(100)
     run.world_size = 4
     assert run.per_rank_batch(128) == 32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("choice", ["auto", "fp16"])
+def test_precision_policy_trains_the_cifar_smoke_recipe_on_cuda(tmp_path, monkeypatch, choice):
+    """On CUDA: autocast (bf16 where supported; fp16 with a GradScaler), channels-last, a resumable state."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    m = zoo.train_recipe("cifar10", "smoke", tmp_path / "run", precision=choice, epochs=1, progress=False)
+    assert m["device"].startswith("cuda") and "channels-last" in m["precision"]
+    assert ("fp16 autocast + GradScaler" in m["precision"]) == (choice == "fp16" or not torch.cuda.is_bf16_supported())
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert (state["scaler"] is not None) == ("GradScaler" in m["precision"]) and state["epoch"] == 1
+    assert "cuda" in state["rng"][0]  # the CUDA generators are saved too
+    (path,) = glob.glob(str(tmp_path / "run" / "cifar10_smoke_*.pt"))
+    assert all(torch.isfinite(v.float()).all() for v in torch.load(path, weights_only=True).values())
