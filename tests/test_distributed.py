@@ -107,8 +107,7 @@ def test_a_state_from_another_recipe_is_refused_by_the_cli(runs):
     cmd = [sys.executable, "-m", "course_utils.zoo", "train", "cifar10", "--profile", "smoke", "--out", str(tmp / "resumed")]
     proc = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "another recipe" in proc.stderr and "'target': 'mnist'" in proc.stderr, proc.stderr[-2000:]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # no --resume: never overwritten
-    assert proc.returncode != 0 and "pass --resume" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr  # a message, not a crash (never overwriting without --resume: the unit test below)
 
 
 def state_run(tmp_path, identity=None, world_size=1, resume=True):
