@@ -220,11 +220,14 @@ def step_train(opts, device) -> dict:
     return out
 
 
-def scaling_counts(device) -> list[int]:
-    """Process counts of the scaling step: 1 and every visible GPU (just 1 with one GPU); 1 and 2 on a CPU."""
+def scaling_counts(device, batch: int = 128) -> list[int]:
+    """Process counts of the scaling step: 1 and every visible GPU (just 1 with one GPU), or the most GPUs
+    that split the global ``batch`` evenly (6 GPUs -> 4); 1 and 2 on a CPU."""
     import torch
 
     n = torch.cuda.device_count() if device.type == "cuda" else 2
+    while batch % n:
+        n -= 1
     return [1] if n == 1 else [1, n]
 
 
@@ -239,7 +242,9 @@ def step_scaling(opts, device) -> dict:
     out = {"profile": opts.profile, "epochs": epochs, "precision": precision, "backend": "nccl" if cuda else "gloo (CPU)",
            "what": "GPUs" if cuda else "CPU processes (a code-path check, not a throughput)", "runs": {}}
     key = "images_per_second_per_process_last_epoch" if epochs > 1 else "images_per_second_per_process"
-    for n in scaling_counts(device):
+    from course_utils import zoo
+
+    for n in scaling_counts(device, zoo.recipe("cifar10", opts.profile)["batch"]):
         folder = opts.cache_dir / "scaling" / f"n{n}"
         if folder.exists():
             import shutil

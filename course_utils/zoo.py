@@ -141,8 +141,7 @@ def shard_loader(ds, idx, r: dict, run, seed: int = 0):
     ``batch // world_size`` images per step, so the ranks' batches together are the one-process batch
     of the same permutation; with ``augment``, ``random_crop_flip`` drawing from the run's per-rank
     generator (its state is in the resumable checkpoint)."""
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
-    from torch.utils.data import default_collate
+    from torch.utils.data import DataLoader, DistributedSampler, Subset, default_collate
 
     subset = Subset(ds, idx.tolist())
     sampler = DistributedSampler(subset, num_replicas=run.world_size, rank=run.rank, shuffle=True, seed=seed)

@@ -148,3 +148,15 @@ def test_checks_flag_a_broken_full_run_and_import_leaves_cuda_alone():
     failed = {k for k, c in gpu_check.checks(broken, "full").items() if not c["passed"]}
     assert failed == {"pgd20 >= 0.38", "autoattack <= pgd20 on its images + 0.02"}
     assert len(gpu_check.checks(broken, "smoke")) == 2  # targets only in the full profile
+
+
+def test_scaling_uses_every_gpu_that_splits_the_global_batch(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.scaling_counts(torch.device("cpu")) == [1, 2]  # gloo processes on a CPU
+    for gpus, counts in ((1, [1]), (2, [1, 2]), (6, [1, 4]), (8, [1, 8])):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+        assert gpu_check.scaling_counts(torch.device("cuda"), batch=128) == counts, gpus
