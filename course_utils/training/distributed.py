@@ -85,28 +85,31 @@ def precision_policy(device, choice: str = "auto") -> Precision:
     return Precision(torch.float16, torch.amp.GradScaler("cuda"), True)
 
 
-def rng_state(generator: torch.Generator | None = None) -> dict:
-    """This process's random states as plain values (loadable with ``weights_only=True``)."""
+def rng_state(generator: torch.Generator | None = None, device=None) -> dict:
+    """This process's random states as plain values (loadable with ``weights_only=True``): Python,
+    NumPy, torch's CPU generator, ``generator``'s, and the CUDA generator of ``device`` when it is a
+    CUDA device (only this process's GPU: touching the others would open a context on each)."""
     version, mt, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": [version, list(mt), gauss], "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     if generator is not None:
         state["generator"] = generator.get_state()
     return state
 
 
-def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
-    """Restore what ``rng_state`` returned (and the attack generator's state into ``generator``)."""
+def set_rng_state(state: dict, generator: torch.Generator | None = None, device=None) -> None:
+    """Restore what ``rng_state`` returned (the attack generator's state into ``generator``, the CUDA
+    one into ``device``'s generator)."""
     version, mt, gauss = state["python"]
     random.setstate((version, tuple(mt), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"])
 
@@ -207,12 +210,12 @@ class Run:
 
     def save_state(self, model, optimizer, scheduler, epoch: int, extra: dict) -> None:
         """Gather every rank's RNG states; rank 0 writes the state and its sidecar atomically."""
-        rngs = [rng_state(self.generator)]
+        rngs = [rng_state(self.generator, self.device)]
         if self.distributed:
             import torch.distributed as dist
 
             rngs = [None] * self.world_size
-            dist.all_gather_object(rngs, rng_state(self.generator))
+            dist.all_gather_object(rngs, rng_state(self.generator, self.device))
         if self.is_main and self.state_path is not None:
             state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
@@ -271,5 +274,5 @@ class Run:
             scheduler.load_state_dict(state["scheduler"])
         if self.precision.scaler is not None and state.get("scaler") is not None:
             self.precision.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][self.rank], self.generator)
+        set_rng_state(state["rng"][self.rank], self.generator, self.device)
         return state
