@@ -12,6 +12,9 @@
 - ``checkpoints``: ``save_checkpoint`` / ``load_checkpoint`` (SHA-256 sidecar, ``weights_only``),
   ``load_model_file`` (the gate's and the service's loader), ``ModelFileError``, ``cached_model``
   (and its ``cached_model_path``).
+- ``distributed``: ``Run`` (``adversarial_fit(..., run=...)``: DDP under torchrun, gloo on the CPU and NCCL
+  on CUDA, a resumable state every epoch, ``ResumeError``) and ``precision_policy`` (bf16 / fp16 autocast
+  and channels-last on CUDA): what ``python -m course_utils.zoo train <recipe>`` runs (issue 36).
 - ``union``: notebook 04's L-infinity trap: the standard, L-inf, L2 and union-trained MNIST models of
   one recipe (``union.model(kind)``), the threat models of its table and the findings read from it.
 """
