@@ -1,9 +1,9 @@
 """The prepared GPU check (issue 16, item 5): one command, about 8 minutes on one modern GPU.
 
-    COURSE_DATA_DIR=../shared/data python benchmarks/gpu_check.py [--skip tests notebooks train]
-        [--profile smoke|quick|full] [--out results.json] [--aa-n N] [--parallel auto|on|off]
+    COURSE_DATA_DIR=../shared/data python benchmarks/gpu_check.py [--skip tests notebooks train scaling]
+        [--profile smoke|quick|full] [--out results.json] [--aa-n N] [--parallel auto|on|off] [--scaling-epochs E]
 
-Three steps, each selectable, all on ``get_device()`` (``COURSE_DEVICE`` overrides):
+Four steps, each selectable, all on ``get_device()`` (``COURSE_DEVICE`` overrides):
 
 - tests:     the unit tests (``pytest tests/``, smoke profile, ``gpu``-marked tests included: they
              run where CUDA is present and are skipped without it). This file's own test is left out.
@@ -17,6 +17,14 @@ Three steps, each selectable, all on ``get_device()`` (``COURSE_DEVICE`` overrid
              ``n_test`` test images (all 10,000 in full), and AutoAttack (standard; official pyautoattack when installed, else torchattacks) on a
              stratified subset of ``--aa-n`` test images (full: 500; PGD-20 on the same images beside
              it), each with its n and a 95% Clopper-Pearson interval.
+
+- scaling:   the distributed path of ``python -m course_utils.zoo train`` (issue 36): the CIFAR-10 recipe
+             of ``--profile`` for ``--scaling-epochs`` epochs (full: 2, else 1) in one process on one
+             GPU, then under ``torchrun`` with one process per visible GPU (DDP, NCCL, SyncBatchNorm,
+             the same global batch of 128); images per second per GPU (training only, the held-out
+             check excluded; the last epoch's when there are two, so cuDNN's warm-up is left out) and
+             the speed-up from 1 to N GPUs. Without CUDA it runs 1 and 2 gloo processes on the CPU in
+             the smoke profile: a check that the path works, not a throughput.
 
 On a CUDA machine with 8 or more CPU cores the tests and notebooks steps run at the same time
 (``--parallel``; each pytest process gets half the cores), then the train step runs alone, so its
@@ -45,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from course_utils.config import atomic_write, cache_dir, get_device, get_profile, seed_everything  # noqa: E402
 
-STEPS = ("tests", "notebooks", "train")
+STEPS = ("tests", "notebooks", "train", "scaling")
 BUDGET_SECONDS = 480  # issue 16: "at most about 8 minutes on one modern GPU"
 EPS = 8 / 255
 NBVAL_FLAGS = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=1200"]  # pyproject.toml's addopts
@@ -212,6 +220,63 @@ def step_train(opts, device) -> dict:
     return out
 
 
+def scaling_counts(device, batch: int = 128) -> list[int]:
+    """Process counts of the scaling step: 1 and every visible GPU (just 1 with one GPU), or the most GPUs
+    that split the global ``batch`` evenly (6 GPUs -> 4); 1 and 2 on a CPU."""
+    import torch
+
+    n = torch.cuda.device_count() if device.type == "cuda" else 2
+    while batch % n:
+        n -= 1
+    return [1] if n == 1 else [1, n]
+
+
+def step_scaling(opts, device) -> dict:
+    """Train ``--scaling-epochs`` epochs of the CIFAR-10 recipe with 1 process, then one per GPU (torchrun);
+    per-GPU images per second and the 1 -> N speed-up, from each run's ``metrics.json``."""
+    cuda = device.type == "cuda"
+    epochs = opts.scaling_epochs or (2 if opts.profile == "full" else 1)
+    precision = {"auto": "auto", "on": "bf16", "off": "off"}[opts.amp] if cuda else "off"
+    env = {**os.environ, "COURSE_CACHE_DIR": str(opts.cache_dir), "PYTHONPATH": str(REPO)}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    out = {"profile": opts.profile, "epochs": epochs, "precision": precision, "backend": "nccl" if cuda else "gloo (CPU)",
+           "what": "GPUs" if cuda else "CPU processes (a code-path check, not a throughput)", "runs": {}}
+    key = "images_per_second_per_process_last_epoch" if epochs > 1 else "images_per_second_per_process"
+    from course_utils import zoo
+
+    for n in scaling_counts(device, zoo.recipe("cifar10", opts.profile)["batch"]):
+        folder = opts.cache_dir / "scaling" / f"n{n}"
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)  # a fresh run every time (no state to resume)
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] if n > 1 \
+            else [sys.executable]
+        cmd = [*launcher, "-m", "course_utils.zoo", "train", "cifar10", "--profile", opts.profile, "--epochs", str(epochs),
+               "--precision", precision, "--out", str(folder), "--quiet"]
+        print(f"-- {n} process(es): {' '.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        run = {"command": " ".join(cmd[1:]), "returncode": proc.returncode, "wall_seconds": time.perf_counter() - t0,
+               "output_tail": (proc.stdout + proc.stderr)[-2000:]}
+        if proc.returncode == 0:
+            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+            run.update(metrics=metrics, images_per_second_per_gpu=metrics[key],
+                       images_per_second=metrics[key] * metrics["world_size"])
+        out["runs"][str(n)] = run
+        print(run["output_tail"][-500:], flush=True)
+    runs = out["runs"]
+    if all(r["returncode"] == 0 for r in runs.values()):
+        base = runs["1"]["images_per_second"]
+        out["speedup"] = {n: r["images_per_second"] / base for n, r in runs.items()}
+        out["efficiency"] = {n: out["speedup"][n] / int(n) for n in runs}
+        out["status"] = "passed"
+    else:
+        out["status"] = "failed"
+        out["error"] = "a run failed: " + ", ".join(f"{n} process(es)" for n, r in runs.items() if r["returncode"])
+    return out
+
+
 def checks(results: dict, profile: str) -> dict:
     """Sanity checks that fail the train step: attacks never raise accuracy on the same images, AutoAttack
     is not weaker than PGD-20 (2 points of slack); in the full profile, also ``FULL_TARGETS``."""
@@ -241,6 +306,8 @@ def parse_args(argv=None):
     ap.add_argument("--notebooks", nargs="*", default=None, help="notebooks for the notebooks step (default: all)")
     ap.add_argument("--parallel", choices=["auto", "on", "off"], default="auto",
                     help="run the tests and notebooks steps at the same time (auto: on CUDA machines with 8+ CPU cores)")
+    ap.add_argument("--scaling-epochs", type=int, default=None,
+                    help="epochs of each scaling run (default: 2 in the full profile, where the first is warm-up; else 1)")
     ap.add_argument("--progress", action="store_true", help="show progress bars")
     return ap.parse_args(argv)
 
@@ -303,6 +370,14 @@ def main(argv=None) -> int:
         except Exception as e:
             result = failed("train", e)
         record("train", result, t0)
+    if "scaling" not in opts.skip:
+        print("== scaling", flush=True)
+        t0 = time.perf_counter()
+        try:
+            result = step_scaling(opts, device)
+        except Exception as e:
+            result = failed("scaling", e)
+        record("scaling", result, t0)
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["total_seconds"] = time.perf_counter() - start
     report["within_budget"] = report["total_seconds"] <= BUDGET_SECONDS

@@ -217,9 +217,13 @@ def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_n
         return Verdict(name, CONTRADICTED, evidence + f"; the difference is below the {100 * margin:g}-point margin "
                        "(one-sided test at 5%)", _notes(f"{higher} is not better than {lower} by the margin or more.",
                                                         if_not, note))
-    need = _images_to_detect(d, discordant) if d > 0 else _images_to_bound(d, margin, discordant)
-    size = (f"About {need:,} {unit} would resolve a difference of this size." if need
-            else f"More {unit} are needed.")
+    if d > 0:
+        need = _images_to_detect(d, discordant)
+        size = f"About {need:,} {unit} would resolve a difference of this size." if need else f"More {unit} are needed."
+    else:
+        need = _images_to_bound(d, margin, discordant)
+        size = (f"No gain was seen; about {need:,} {unit} would show whether the difference is below the "
+                f"{100 * margin:g}-point margin." if need else f"More {unit} are needed.")
     return Verdict(name, NOT_RESOLVED, evidence, _notes(size, if_not, note))
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
 
@@ -114,15 +115,42 @@ def _augmented_loader(ds, idx, r, seed):
             order = torch.randperm(len(labels), generator=g)
             for i in range(len(self)):
                 b = order[i * r["batch"]:(i + 1) * r["batch"]]
-                x = torch.nn.functional.pad(images[b].float().div_(255), (4, 4, 4, 4), mode="reflect")
-                dy, dx = (torch.randint(0, 9, (len(b), 1), generator=g) + torch.arange(32) for _ in range(2))
-                x = x[torch.arange(len(b))[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None],
-                      dy[:, None, :, None], dx[:, None, None, :]]  # one random 32x32 crop per image
-                flip = torch.rand(len(b), generator=g) < 0.5
-                x[flip] = x[flip].flip(3)
-                yield x.contiguous(), labels[b]
+                yield random_crop_flip(images[b].float().div_(255), g), labels[b]
 
     return Loader()
+
+
+def random_crop_flip(x, generator):
+    """Wong et al. (2020)'s CIFAR-10 augmentation of a batch x: (B, C, 32, 32) in [0, 1]: reflect-pad 4,
+    one random 32x32 crop per image, horizontal flip with probability 1/2 (draws from ``generator``)."""
+    import torch
+
+    n = len(x)
+    x = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    dy, dx = (torch.randint(0, 9, (n, 1), generator=generator) + torch.arange(32) for _ in range(2))
+    x = x[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None],
+          dy[:, None, :, None], dx[:, None, None, :]]  # one random 32x32 crop per image
+    flip = torch.rand(n, generator=generator) < 0.5
+    x[flip] = x[flip].flip(3)
+    return x.contiguous()
+
+
+def shard_loader(ds, idx, r: dict, run, seed: int = 0):
+    """This rank's loader over ``ds[idx]`` for ``run`` (``training.distributed.Run``): a
+    ``DistributedSampler`` (shuffled with ``seed``, reshuffled per epoch by ``set_epoch``) and
+    ``batch // world_size`` images per step, so the ranks' batches together are the one-process batch
+    of the same permutation; with ``augment``, ``random_crop_flip`` drawing from the run's per-rank
+    generator (its state is in the resumable checkpoint)."""
+    from torch.utils.data import DataLoader, DistributedSampler, Subset, default_collate
+
+    subset = Subset(ds, idx.tolist())
+    sampler = DistributedSampler(subset, num_replicas=run.world_size, rank=run.rank, shuffle=True, seed=seed)
+
+    def collate(batch):
+        x, y = default_collate(batch)
+        return (random_crop_flip(x, run.generator) if r.get("augment") else x), y
+
+    return DataLoader(subset, batch_size=run.per_rank_batch(r["batch"]), sampler=sampler, collate_fn=collate)
 
 
 HISTORY_COLUMNS = ("epoch", "eps", "steps", "loss", "train_acc", "seconds", "val_clean", "val_robust")
@@ -348,6 +376,86 @@ def ship(target: str, profile: str, out=None, progress: bool = True) -> list:
         yours = cached_model_path(name + "_yours")
         written += _copy_files(_entry_files(yours.parent, yours.stem), _entry_files(folder, name))
     return written
+
+
+RUN_TARGETS = (*RECIPES, *(f"{d}_twin" for d in RECIPES))  # what ``python -m course_utils.zoo train`` runs under torchrun
+
+
+def run_recipe(target: str, profile: str | None = None, epochs: int | None = None) -> dict:
+    """The recipe ``train_recipe(target, profile)`` trains: ``recipe`` (or ``twin_recipe`` for
+    ``<dataset>_twin``), with ``epochs`` changed when given (a shorter probe of the same recipe)."""
+    if target not in RUN_TARGETS:
+        raise ValueError(f"target must be one of {RUN_TARGETS}, got {target!r}")
+    r = twin_recipe(target[:-5], profile) if target.endswith("_twin") else recipe(target, profile)
+    return r if epochs is None else {**r, "train": r["train"].replace(epochs=epochs)}
+
+
+def train_recipe(target: str, profile: str | None = None, out=None, resume: bool = False, precision: str = "auto",
+                 epochs: int | None = None, seed: int = 0, r: dict | None = None, on_epoch=None,
+                 progress: bool = True) -> dict:
+    """Train recipe ``target`` in this process or, under torchrun, in all of its processes: what
+    ``[torchrun --nproc_per_node=N] python -m course_utils.zoo train <target> --profile full`` runs.
+
+    ``adversarial_fit`` with a ``training.distributed.Run`` (see that module for the global batch, the
+    learning rate, the per-rank random starts, batch norm and the precision policy): the data are
+    ``shard_loader``'s (a ``DistributedSampler`` with the recipe's global batch, so 1 and N processes
+    train on the same batches), the held-out split is ``split_indices``'s, the initial weights are seeded
+    ``seed``. ``out`` (default ``cache_dir()/runs/<name>``) receives ``state.pt`` (the resumable state,
+    written after every epoch; ``resume=True`` continues it after a kill), then ``<name>.pt`` (the kept
+    weights with their sidecar, in the cache's format: copy the three files into ``cache_dir()/models``
+    to use them as the recipe's cached model), ``<name>.history.csv`` and ``metrics.json`` (epochs,
+    seconds, images per second per process and in all). ``r`` replaces the recipe (tests). Returns the
+    metrics (on every rank).
+    """
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .config import cache_dir, seed_everything
+    from .data import load_dataset
+    from .training import adversarial_fit, save_checkpoint
+    from .training.distributed import Run
+
+    profile = profile or get_profile().name
+    r = r or run_recipe(target, profile, epochs)
+    digest = hashlib.sha256(recipe_json(r).encode()).hexdigest()[:10]
+    name = f"{target}_{profile}_{digest}"
+    out = Path(out) if out else cache_dir() / "runs" / name
+    identity = {"target": target, "profile": profile, "recipe_sha256": digest}
+    run = Run.from_env(precision, state_path=out / "state.pt", resume=resume, identity=identity, seed=seed,
+                       on_epoch=on_epoch)
+    run.preflight()  # refuse another recipe's state before loading anything
+    seed_everything(seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = build(r).to(run.device)
+    dataset = target.removesuffix("_twin")
+    ds = load_dataset(dataset, "train")
+    train_idx, val_idx = split_indices(len(ds), r["n_train"], r["n_val"])
+    loader = shard_loader(ds, train_idx, r, run, seed=seed)
+    xv, yv = ds.tensors(val_idx)
+    t0 = time.perf_counter()
+    res = adversarial_fit(model, loader, r["train"], val=(xv.to(run.device), yv.to(run.device)),
+                          progress=progress, run=run)
+    h = res.history
+    per_rank = len(loader.sampler) * len(h) / max(float(h["seconds"].sum()), 1e-9)
+    last = len(loader.sampler) / max(float(h["seconds"].iloc[-1]), 1e-9)  # without the first epoch's warm-up when > 1
+    metrics = {"target": target, "profile": profile, "name": name, "world_size": run.world_size,
+               "device": str(run.device), "precision": str(run.precision), "epochs_run": len(h),
+               "best_epoch": res.best_epoch, "stopped": res.stopped, "seconds_this_session": time.perf_counter() - t0,
+               "train_seconds": float(h["seconds"].sum()), "images_per_epoch_per_process": len(loader.sampler),
+               "images_per_second_per_process": per_rank, "images_per_second": per_rank * run.world_size,
+               "images_per_second_per_process_last_epoch": last,
+               "attack": str(r["train"].attack), "global_batch": r["batch"], "batch_per_process": run.per_rank_batch(r["batch"])}
+    if run.is_main:
+        meta = {"recipe": json.loads(recipe_json(r)), "architecture": r["model"],
+                "architecture_kwargs": {"width": r["width"]} if r["model"] == "mnist_small_cnn" else {},
+                "history": write_history(out / f"{name}.history.csv", h), "run": metrics}
+        model.to(memory_format=torch.contiguous_format)
+        save_checkpoint(model, out / f"{name}.pt", meta)
+        with atomic_write(out / "metrics.json", "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+    run.barrier()
+    return metrics
 
 
 # Pretrained models the course ships (``course_utils/checkpoints``): trained by the recipe below with
@@ -603,10 +711,20 @@ def _main(argv=None):
 
     ap = argparse.ArgumentParser(prog="python -m course_utils.zoo", description="Train a shipped model by its recipe.")
     sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a pretrained model and write its checkpoint, sidecar and log")
-    t.add_argument("name", choices=pretrained_names())
-    t.add_argument("--out", default=None, help="folder (default: the package's checkpoints folder)")
+    t = sub.add_parser("train", help="train a pretrained model (its checkpoint, sidecar and log), or a recipe "
+                                     "(mnist, cifar10, <dataset>_twin) resumably, in one process or under torchrun")
+    t.add_argument("name", choices=[*pretrained_names(), *RUN_TARGETS])
+    t.add_argument("--out", default=None, help="folder (default: the package's checkpoints folder for a pretrained "
+                                                "model, cache_dir()/runs/<name> for a recipe)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--profile", choices=["smoke", "quick", "full"], default=None,
+                   help="a recipe's profile (default: COURSE_PROFILE, else full with CUDA)")
+    t.add_argument("--resume", action="store_true", help="continue the run whose state.pt is in --out (a recipe)")
+    t.add_argument("--precision", choices=["auto", "off", "bf16", "fp16"], default="auto",
+                   help="autocast on CUDA (auto: bf16 where supported, else fp16 with a scaler; fp32 on the CPU)")
+    t.add_argument("--epochs", type=int, default=None, help="train a recipe for this many epochs instead (a probe)")
+    t.add_argument("--seed", type=int, default=0, help="initial weights, data order and random starts (+ rank)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
     sh = sub.add_parser("ship", help="train the models of a recipe and copy their cache entries into the shipped "
                                      "checkpoints: a data set's robust model, notebook 04's L-infinity trap models, "
                                      "or the IBP-trained model")
@@ -623,6 +741,27 @@ def _main(argv=None):
         for path in ship(args.target, args.profile, args.out):
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
         return
+    if args.name in RUN_TARGETS:
+        from .training.distributed import ResumeError
+
+        try:
+            m = train_recipe(args.name, args.profile, args.out, args.resume, args.precision, args.epochs, args.seed,
+                             progress=not args.quiet)
+        except ResumeError as e:
+            raise SystemExit(f"error: {e}") from None
+        finally:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        if m["world_size"] == 1 or int(os.environ.get("RANK", "0")) == 0:
+            print(f"{m['name']}: {m['epochs_run']} epochs ({m['stopped']}; kept epoch {m['best_epoch']}) on "
+                  f"{m['world_size']} x {m['device']}, {m['precision']}: {m['images_per_second_per_process']:.0f} "
+                  f"training images/s per process", flush=True)
+        return
+    if args.resume or args.epochs or args.profile or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit(f"error: {args.name} is trained in one process from the start (no --resume, --epochs, "
+                         "--profile or torchrun); those are for the recipes " + ", ".join(RUN_TARGETS))
     meta = train_pretrained(args.name, args.out or checkpoint_dir())
     acc = meta["test_accuracy"]
     print(f"{args.name}: test accuracy {acc['correct']}/{acc['n']} (95% CI {acc['ci95'][0]:.4f}-{acc['ci95'][1]:.4f}), "

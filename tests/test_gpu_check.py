@@ -1,7 +1,8 @@
 """benchmarks/gpu_check.py (issue 16, item 5) runs on a CPU in the smoke profile, so it cannot rot.
 
 One run of the script with tiny settings (one unit test, notebook 00, the smoke CIFAR-10 recipe with
-bf16 autocast, channels-last and the parallel pytest steps forced on), then checks of its results file; a run with a failing
+bf16 autocast, channels-last and the parallel pytest steps forced on, the scaling step with 1 and 2
+gloo processes on a CPU), then checks of its results file; a run with a failing
 step must say so in the file and in its exit status. Nothing here is timed for publication.
 """
 import json
@@ -47,7 +48,7 @@ def test_smoke_run_passes_and_records_the_machine(smoke_run):
     assert (m["gpu_name"] is None) == (not m["device"].startswith("cuda"))
     assert isinstance(r["within_budget"], bool) and r["budget_seconds"] == 480 and r["parallel"] is True
     steps = r["steps"]
-    assert set(steps) == {"tests", "notebooks", "train"}
+    assert set(steps) == {"tests", "notebooks", "train", "scaling"}
     assert all(s["status"] == "passed" and s["wall_seconds"] > 0 for s in steps.values())
     assert all(s["wall_seconds"] <= r["total_seconds"] + 1 for s in steps.values())  # the pytest steps overlap
 
@@ -86,6 +87,24 @@ def test_smoke_run_trains_and_evaluates_the_recipe(smoke_run):
 
 
 @pytest.mark.slow
+def test_smoke_run_takes_the_distributed_path(smoke_run):
+    """The scaling step (issue 36): one process, then torchrun; without CUDA, 2 gloo processes on the CPU."""
+    _, r, _ = smoke_run
+    s = r["steps"]["scaling"]
+    cuda = r["machine"]["device"].startswith("cuda")
+    assert s["status"] == "passed" and s["epochs"] == 1 and s["profile"] == "smoke"
+    assert s["backend"] == ("nccl" if cuda else "gloo (CPU)") and (cuda or s["precision"] == "off")
+    n = str(r["machine"]["gpu_count"]) if cuda else "2"
+    assert set(s["runs"]) == ({"1", n} if n != "1" else {"1"})
+    for k, run in s["runs"].items():
+        m = run["metrics"]
+        assert run["returncode"] == 0 and m["world_size"] == int(k) and m["global_batch"] == 128
+        assert m["batch_per_process"] == 128 // int(k) and run["images_per_second_per_gpu"] > 0
+        assert "torch.distributed.run" in run["command"] if k != "1" else "torch.distributed.run" not in run["command"]
+    assert s["speedup"]["1"] == 1.0 and all(s["efficiency"][k] > 0 for k in s["runs"])
+
+
+@pytest.mark.slow
 def test_channels_last_option_loads_the_same_model(smoke_run, monkeypatch):
     """zoo.robust_model(memory_format=channels_last) loads the entry the check trained: NHWC weights, same outputs."""
     from course_utils import zoo
@@ -106,13 +125,13 @@ def test_channels_last_option_loads_the_same_model(smoke_run, monkeypatch):
 
 def test_a_failing_step_fails_the_check(tmp_path):
     (tmp_path / "test_one_fails.py").write_text("def test_fails():\n    assert 1 == 2\n\n\ndef test_passes():\n    pass\n")
-    proc = run_check(tmp_path, "--skip", "notebooks", "train", "--tests", str(tmp_path / "test_one_fails.py"))
+    proc = run_check(tmp_path, "--skip", "notebooks", "train", "scaling", "--tests", str(tmp_path / "test_one_fails.py"))
     r = json.loads((tmp_path / "results.json").read_text())
     assert proc.returncode == 1 and r["status"] == "failed" and r["parallel"] is False
     tests = r["steps"]["tests"]
     assert tests["status"] == "failed" and tests["returncode"] == 1 and tests["passed"] == tests["failed"] == 1
     assert len(tests["failed_cases"]) == 1 and tests["failed_cases"][0].endswith("::test_fails")
-    assert r["steps"]["notebooks"]["status"] == r["steps"]["train"]["status"] == "skipped"
+    assert r["steps"]["notebooks"]["status"] == r["steps"]["train"]["status"] == r["steps"]["scaling"]["status"] == "skipped"
 
 
 def test_checks_flag_a_broken_full_run_and_import_leaves_cuda_alone():
@@ -129,3 +148,15 @@ def test_checks_flag_a_broken_full_run_and_import_leaves_cuda_alone():
     failed = {k for k, c in gpu_check.checks(broken, "full").items() if not c["passed"]}
     assert failed == {"pgd20 >= 0.38", "autoattack <= pgd20 on its images + 0.02"}
     assert len(gpu_check.checks(broken, "smoke")) == 2  # targets only in the full profile
+
+
+def test_scaling_uses_every_gpu_that_splits_the_global_batch(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.scaling_counts(torch.device("cpu")) == [1, 2]  # gloo processes on a CPU
+    for gpus, counts in ((1, [1]), (2, [1, 2]), (6, [1, 4]), (8, [1, 8])):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+        assert gpu_check.scaling_counts(torch.device("cuda"), batch=128) == counts, gpus

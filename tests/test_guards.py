@@ -143,3 +143,10 @@ def test_verdict_texts_follow_the_outcome():
     assert "try a larger eps" in str(unresolved) and "as expected" not in str(unresolved)
     assert "more poison" not in str(evaluation.rate_verdict("R", 90, 100, 0.5, "triggered", "more poison"))
     assert "more poison" in str(evaluation.rate_verdict("R", 55, 100, 0.5, "triggered", "more poison"))
+
+
+def test_not_resolved_says_what_more_images_would_show():
+    tie = evaluation.paired_verdict("GAIN", *_pair(500, 20, 20, both=300), "A", "B")  # a difference of exactly 0
+    assert tie.outcome == NOT_RESOLVED and "No gain was seen" in str(tie) and "a difference of this size" not in str(tie)
+    gain = evaluation.paired_verdict("GAIN", *_pair(500, 25, 15, both=300), "A", "B")
+    assert gain.outcome == NOT_RESOLVED and "would resolve a difference of this size" in str(gain)

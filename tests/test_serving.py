@@ -23,6 +23,7 @@ from course_utils.serving.client import (ApiClient, Blocked, bomb_png, flagged, 
                                          Traffic, hop_skip_jump, hostile_uploads, start_image, with_retries)
 from course_utils.serving.identity import ApiKeys
 from course_utils.serving.layers import Classifier, QueryPatternDetector, knn_distance
+from course_utils.serving.metrics import operator_metrics_url
 from course_utils.serving.ratelimit import TokenBucketLimiter
 from course_utils.serving.store import FlagStore, read_flags
 from course_utils.serving.uploads import UploadError, decode_upload, encode_png
@@ -218,7 +219,8 @@ def test_rate_limit_and_metrics(model_file, tmp_path, images):
         assert r.headers["Retry-After"] == "1" and "rate limit" in r.json()["detail"]
         m = c.metrics()
         assert m["rate_limited"] == 4 and m["requests"]["429"] == 4 and m["total"] == 7
-        assert "imageapi_request_latency_seconds_bucket" in c.http.get("/metrics").text
+        assert c.http.get("/metrics").status_code == 404  # counters are the operator's, on its own port
+        assert "imageapi_request_latency_seconds_bucket" in httpx.get(operator_metrics_url(url)).text
 
 
 # ----------------------------------------------------------------------------- the client: retries, traffic, oracle

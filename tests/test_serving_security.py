@@ -322,7 +322,7 @@ def test_quarantine_is_pruned(model_file, tmp_path, images):
     x = images[0][:1]
     for _ in range(2):
         service.decide("attacker", x, b"png")
-    assert "attacker" in service.quarantine
+    assert "attacker" in service.state.blocks
     time.sleep(0.1)
     service.decide("someone-else", images[0][1:2], b"png")
-    assert "attacker" not in service.quarantine
+    assert "attacker" not in service.state.blocks

@@ -9,6 +9,16 @@ Identity (see ``identity``): clients are known by their peer address; ``--api-ke
 every request carry an issued key (``X-API-Key``) instead, and ``--trusted-proxies`` lists the
 reverse proxies whose ``X-Forwarded-For`` names the client (default: none, not even loopback).
 ``--health-details`` makes ``GET /health`` show the model hash and settings (else only "ok").
+
+Scaling out (issue 35): ``--workers N`` runs N processes on one port (``workers``: each binds it
+with SO_REUSEPORT, so the kernel spreads connections over them; a dead worker is restarted).
+Their defenses must share state, or a client whose connections land on N workers gets N rate
+limits, N partial query histories and N - 1 ways out of quarantine: ``--state redis://HOST:PORT/DB``
+keeps the state in Redis (``state.RedisState``); ``--workers`` above 1 without ``--state`` is
+refused (``--state local`` states that per-process state is meant, e.g. to demonstrate the hole).
+Redis unreachable at start: exit 2 with one line. Connection limits (``limits``):
+``--header-timeout``, ``--max-connections`` per worker, ``--keep-alive``. Metrics are served only
+on ``--metrics-port`` (127.0.0.1), never on the public port.
 """
 from __future__ import annotations
 
@@ -93,6 +103,18 @@ def parse_args(argv=None):
     p.add_argument("--health-details", action="store_true", help="GET /health shows the model hash and settings")
     p.add_argument("--no-store-images", action="store_true")
     p.add_argument("--threads", type=_checked(int, 1, 256), default=1, help="torch threads per request")
+    p.add_argument("--workers", type=_checked(int, 1, 64), default=1, help="worker processes on the port (>1 needs --state)")
+    p.add_argument("--state", default=None, metavar="URL",
+                   help="where the rate limit, query histories and quarantine live: redis://HOST:PORT/DB "
+                        "(shared by every worker), or local (this process; the default for one worker)")
+    p.add_argument("--header-timeout", type=_checked(float, 0, 3600, low_open=True), default=10.0,
+                   help="seconds for a request line and its headers to arrive (else the connection is closed)")
+    p.add_argument("--max-connections", type=_checked(int, 1, 100_000), default=256,
+                   help="open connections per worker; more are answered 503 and closed")
+    p.add_argument("--keep-alive", type=_checked(float, 0, 3600, low_open=True), default=5.0,
+                   help="seconds an idle kept-alive connection stays open")
+    p.add_argument("--metrics-port", type=_checked(int, 1, 65535), default=None,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT for the operator (never on the public port)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug", "trace"])
     return p.parse_args(argv)
 
@@ -103,14 +125,30 @@ def refuse(message: str):
     raise SystemExit(2)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import torch
-    import uvicorn
+STATELESS_WORKERS = ("--workers {n} without --state: each worker would keep its own rate limit, query histories "
+                     "and quarantine, so a client whose connections land on {n} workers gets {n} token buckets and "
+                     "escapes the query-pattern detector and the quarantine; pass --state redis://HOST:PORT/DB "
+                     "(shared state), or --state local to accept per-process state knowingly")
 
-    from .app import Service, ServiceConfig, create_app
-    from .identity import uvicorn_proxy_settings
+
+def check_args(args):
+    """Refusals that need no model: several workers without shared state, a malformed --state."""
+    if args.workers > 1 and args.state is None:
+        refuse(STATELESS_WORKERS.format(n=args.workers))
+    if args.state not in (None, "local") and not args.state.startswith(("redis://", "rediss://")):
+        refuse(f"--state must be local or a redis:// or rediss:// URL, got {args.state[:80]!r}")
+
+
+def build(args, worker=None):
+    """(model, sidecar, ServiceConfig, state) from the options; refuses (exit 2, one line) what cannot start.
+    A worker (``worker`` set) does not refuse an unreachable Redis: the supervisor checked it at start, and
+    a worker restarted while Redis is down must come up and fail closed like the others."""
+    import torch
+
+    from .app import MAX_CLIENTS, ServiceConfig
+    from .layers import SIGNATURE_SIZE
     from .modelfile import ModelFileError, load_service_model
+    from .state import StateUnavailable, make_state
     from .uploads import UploadLimits
 
     try:
@@ -127,15 +165,56 @@ def main(argv=None) -> int:
             sigma=args.sigma, smooth_n=args.smooth_n, smooth_alpha=args.smooth_alpha, rate=args.rate, burst=args.burst,
             query_k=args.query_k, query_delta=args.query_delta, query_window_s=args.query_window, block_s=args.block_s,
             body_timeout_s=args.body_timeout, store_images=not args.no_store_images, model_sha256=meta.get("sha256"),
-            api_keys=args.api_keys, health_details=args.health_details)
-        service = Service(model, config)
+            api_keys=args.api_keys, health_details=args.health_details, worker=worker)
+        state = make_state(args.state, config.rate, config.burst, config.query_history, config.query_window_s,
+                           config.limits.input_shape[0] * SIGNATURE_SIZE ** 2, MAX_CLIENTS, check=worker is None)
+    except StateUnavailable as e:
+        refuse(f"cannot reach the state store: {e}")
+    except ValueError as e:
+        refuse(e)
+    return model, meta, config, state
+
+
+def uvicorn_config(app, args):
+    """The ``uvicorn.Config`` keyword arguments of the service (one worker or each of several)."""
+    from .identity import uvicorn_proxy_settings
+    from .limits import connection_settings
+
+    return dict(app=app, log_level=args.log_level, access_log=False, lifespan="off",
+                **connection_settings(args.header_timeout, args.max_connections, args.keep_alive),
+                **uvicorn_proxy_settings(args.trusted_proxies))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    check_args(args)
+    model, meta, config, state = build(args)
+
+    from .app import Service, create_app
+    from .metrics import serve_metrics
+
+    try:
+        service = Service(model, config, state)  # also creates (or migrates) the flag log before any worker starts
     except ValueError as e:
         refuse(e)
     print(f"serving {args.model} (sha256 {str(config.model_sha256)[:12]}...) on http://{args.host}:{args.port} "
           f"defended={config.defended} enforce={config.enforce} "
-          f"identity={'api keys' if args.api_keys else 'peer address'} log={config.db_path}", flush=True)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                **uvicorn_proxy_settings(args.trusted_proxies))
+          f"identity={'api keys' if args.api_keys else 'peer address'} log={config.db_path} "
+          f"workers={args.workers} state={state}"
+          + (f" metrics=http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port else ""), flush=True)
+    if args.workers > 1:
+        from .workers import supervise
+
+        service.store.close()
+        return supervise(args)
+    import uvicorn
+
+    if args.metrics_port:
+        try:
+            serve_metrics(service.metrics.registry, args.metrics_port)
+        except OSError as e:
+            refuse(f"--metrics-port {args.metrics_port}: {e}")
+    uvicorn.Server(uvicorn.Config(**uvicorn_config(create_app(service), args), host=args.host, port=args.port)).run()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The FastAPI app of project p4: ``POST /predict``, ``GET /health``, ``GET /metrics``.
+"""The FastAPI app of project p4: ``POST /predict`` and ``GET /health`` (metrics: the operator's port).
 
 ``Service(model, config)`` holds the layers (see ``layers``) and decides one request;
 ``create_app(service)`` wires it to HTTP. Order of the layers for one ``POST /predict``:
@@ -17,6 +17,16 @@
 6. query-pattern detector (near-duplicate bursts), the classifier (plain or smoothed with
    abstention), the feature-squeezing detector;
 7. decision; a flagged request is written to SQLite (committed) *before* the response is sent.
+
+State. The rate limit, the query histories and the quarantine live in ``service.state``
+(``state.LocalState`` in this process, or ``state.RedisState`` shared by several workers). When
+that state cannot be reached the service **fails closed**: ``POST /predict`` answers 503 with
+``Retry-After`` (and logs one line at most every ``STATE_LOG_EVERY_S`` seconds), and ``GET /health``
+answers 503, so a load balancer stops sending. Failing open would let an attacker who can slow or
+crash Redis switch off the rate limit, the query-pattern detector and the quarantine at once.
+
+Metrics are for the operator only: this app serves no ``/metrics``; ``python -m
+course_utils.serving --metrics-port P`` serves them on 127.0.0.1:P (``metrics.serve_metrics``).
 
 What clients are told. The answer carries the request id, the label and the decision (accept,
 abstain, rejected, blocked), never probabilities, detector scores or which layer fired: scores
@@ -37,27 +47,27 @@ import math
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ..sanitization import paper_squeezers
 from .identity import ApiKeys, peer_identity
-from .layers import Classifier, QueryPatternDetector, squeeze_detector
-from .metrics import CONTENT_TYPE, Metrics
-from .ratelimit import TokenBucketLimiter
+from .layers import SIGNATURE_SIZE, Classifier, QueryPatternDetector, squeeze_detector
+from .metrics import Metrics
+from .state import LocalState, StateUnavailable
 from .store import FlagStore
 from .uploads import UploadError, UploadLimits, decode_upload
 
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # bytes allowed on top of max_bytes for a multipart body's boundaries and headers
 MAX_CLIENTS = 2_000  # clients remembered by the rate limit, the query-pattern detector and the quarantine
+STATE_LOG_EVERY_S = 10.0  # while the state store is unreachable, one log line per this many seconds
 
 
 def _finite(name, v, low=None, high=None, low_open=False, high_open=False, optional=False):
@@ -102,6 +112,7 @@ class ServiceConfig:
     model_sha256: str | None = None
     api_keys: ApiKeys | None = None  # None: clients are known by peer address
     health_details: bool = False  # /health shows the model hash and settings (operators only)
+    worker: int | None = None  # index of this worker process (--workers), written with each flag
 
     def __post_init__(self):
         if not isinstance(self.limits, UploadLimits):
@@ -124,30 +135,41 @@ class ServiceConfig:
 
 
 class Service:
-    """The layers around ``model`` (x: (B, C, H, W) in [0, 1] -> logits) and the flag log."""
+    """The layers around ``model`` (x: (B, C, H, W) in [0, 1] -> logits) and the flag log.
 
-    def __init__(self, model: torch.nn.Module, config: ServiceConfig):
+    state: where the rate limit, query histories and quarantine live (``state.LocalState`` or
+    ``state.RedisState``); None: a ``LocalState`` of this process, sized by ``config``."""
+
+    def __init__(self, model: torch.nn.Module, config: ServiceConfig, state=None):
         self.model, self.config = model.eval(), config
         c = config
+        dim = c.limits.input_shape[0] * SIGNATURE_SIZE ** 2
+        self.state = state if state is not None else LocalState(c.rate, c.burst, c.query_history, c.query_window_s,
+                                                                dim, MAX_CLIENTS)
         self.classifier = Classifier(model, sigma=c.sigma if c.defended else None, n=c.smooth_n, alpha=c.smooth_alpha)
         if c.defended and c.threshold is None:
             raise ValueError("the squeeze detector needs a threshold: export the model with serving.export_model "
                              "(calibrated on clean images) or pass --threshold")
         self.detector = squeeze_detector(model, c.dataset, c.threshold) if c.defended else None
         self.query = (QueryPatternDetector(c.query_k, c.query_delta, c.query_history, c.query_window_s,
-                                           max_clients=MAX_CLIENTS, channels=c.limits.input_shape[0])
+                                           max_clients=MAX_CLIENTS, channels=c.limits.input_shape[0],
+                                           histories=self.state.histories)
                       if c.defended else None)
-        self.limiter = TokenBucketLimiter(c.rate, c.burst, max_clients=MAX_CLIENTS) if c.defended else None
-        self.store = FlagStore(c.db_path, store_images=c.store_images)
+        self.store = FlagStore(c.db_path, store_images=c.store_images, worker=c.worker)
         self.metrics = Metrics()
-        self.quarantine: OrderedDict[str, float] = OrderedDict()  # client -> end of its block, earliest first
-        self._lock = threading.Lock()
         self.started = time.time()
+        self._state_log = [0.0, 0]  # last time an unreachable state store was logged, failures since
+        self._state_lock = threading.Lock()
 
-    def _prune_quarantine(self, now: float):
-        """Drop ended blocks (they end in the order they began: same block_s), and the oldest beyond MAX_CLIENTS."""
-        while self.quarantine and (next(iter(self.quarantine.values())) <= now or len(self.quarantine) > MAX_CLIENTS):
-            self.quarantine.popitem(last=False)
+    def state_failed(self, error: StateUnavailable):
+        """One log line per ``STATE_LOG_EVERY_S`` seconds while the state store is unreachable."""
+        with self._state_lock:
+            now, (last, missed) = time.monotonic(), self._state_log
+            if now - last < STATE_LOG_EVERY_S:
+                self._state_log[1] = missed + 1
+                return
+            self._state_log[:] = [now, 0]
+        log.error("%s; answering 503 (fail closed)%s", error, f", {missed} more since the last line" if missed else "")
 
     def identify(self, request) -> str:
         """The client's identity (see ``identity``); ``UploadError(401)`` for a missing or unknown API key."""
@@ -163,10 +185,7 @@ class Service:
     def decide(self, client: str, x: torch.Tensor, data: bytes) -> tuple[int, dict]:
         """(HTTP status, JSON body) for one validated image x: (1, C, H, W) in [0, 1]."""
         request_id, reasons, q_score, s_score, label, abstained = uuid.uuid4().hex, [], None, None, None, False
-        with self._lock:
-            now = time.monotonic()
-            self._prune_quarantine(now)
-            blocked = self.quarantine.get(client, 0.0) > now
+        blocked = self.config.defended and self.state.blocked(client)
         if blocked:
             reasons.append("quarantine")
         else:
@@ -184,10 +203,7 @@ class Service:
         if blocked or ("query_pattern" in reasons and enforce):
             decision, status = "blocked", 403
             if not blocked and self.config.block_s > 0:
-                with self._lock:
-                    self.quarantine.pop(client, None)
-                    self.quarantine[client] = time.monotonic() + self.config.block_s
-                    self._prune_quarantine(time.monotonic())
+                self.state.block(client, self.config.block_s)
         elif reasons:
             decision, status = ("rejected" if enforce else "flagged"), 200
         else:
@@ -288,8 +304,8 @@ def create_app(service: Service):
         headers, status, body_read = {}, 500, False
         try:
             client = service.identify(request)
-            if service.limiter is not None:
-                allowed, retry = service.limiter.allow(client)
+            if service.config.defended:
+                allowed, retry = service.state.allow(client)
                 if not allowed:
                     m.rate_limited.inc()
                     headers["Retry-After"] = str(max(1, round(retry)))
@@ -301,6 +317,10 @@ def create_app(service: Service):
             status, body = await run_in_threadpool(service.decide, client, x, data)
         except UploadError as e:
             status, body = e.status, {"detail": e.message}
+        except StateUnavailable as e:  # fail closed: without its state no layer can decide
+            service.state_failed(e)
+            headers["Retry-After"] = "1"
+            status, body = 503, {"detail": "the service cannot decide requests right now; retry in a few seconds"}
         except Exception as e:  # noqa: BLE001 - a bug: answer 500 without internals, count it, log the traceback
             log.exception("POST /predict failed")
             status, body = 500, {"detail": f"internal error ({type(e).__name__}); the incident was logged"}
@@ -316,18 +336,19 @@ def create_app(service: Service):
     @app.get("/health")
     def health():
         c = service.config
+        try:
+            service.state.ping()
+        except StateUnavailable as e:
+            service.state_failed(e)
+            return JSONResponse({"status": "unavailable"}, 503, headers={"Retry-After": "1"})
         if not c.health_details:
             return {"status": "ok"}
-        return {"status": "ok", "model_sha256": c.model_sha256, "defended": c.defended, "enforce": c.enforce,
+        return {"status": "ok", "worker": c.worker, "state": str(service.state), "model_sha256": c.model_sha256, "defended": c.defended, "enforce": c.enforce,
                 "smoothing_sigma": c.sigma if c.defended else None, "api_keys": c.api_keys is not None,
                 "uptime_s": round(time.time() - service.started, 1)}
 
-    @app.get("/metrics")
-    def metrics():
-        return Response(m.render(), media_type=CONTENT_TYPE)
-
     @app.exception_handler(404)
     async def not_found(request, exc):
-        return JSONResponse({"detail": "not found: the API has POST /predict, GET /health and GET /metrics"}, 404)
+        return JSONResponse({"detail": "not found: the API has POST /predict and GET /health"}, 404)
 
     return app

@@ -1,8 +1,10 @@
 """Run the service in a subprocess on loopback and talk to it (notebook p4, tests, benchmark).
 
 ``ServiceProcess(model_path, db_path, args)`` starts ``python -m course_utils.serving`` on
-127.0.0.1 and a free port, waits for ``GET /health`` and stops it (``stop``: SIGTERM then
-SIGKILL; ``kill``: SIGKILL at once, to test durability). Use it as a context manager so the
+127.0.0.1 and a free port, with its operator metrics on another free loopback port
+(``metrics_url``), waits for ``GET /health`` (and, with ``--workers N``, for every worker) and
+stops it (``stop``: SIGTERM then SIGKILL; ``kill``: SIGKILL at once, to test durability;
+``worker_pids()``: the workers' process ids, to kill one). Use it as a context manager so the
 service stops on error too, or ``guarded(fn, ...)`` for one phase of a notebook.
 ``ApiClient(url, client_id, api_key, retries, wait)`` sends images: ``predict(x)`` encodes x
 (C, H, W) in [0, 1] as PNG and returns ``(status, json)``; a 429 (rate limited) or 503 answer is
@@ -39,7 +41,7 @@ import httpx
 import numpy as np
 import torch
 
-from .metrics import scrape
+from .metrics import operator_metrics_url, register_operator_url, scrape
 from .uploads import encode_png
 
 HOST = "127.0.0.1"
@@ -78,13 +80,25 @@ class ServiceProcess:
         self.extra_env = dict(env or {})
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://{HOST}:{self.metrics_port}/metrics"
+        self.workers = int(self.args[self.args.index("--workers") + 1]) if "--workers" in self.args else 1
         self.startup_timeout = startup_timeout
         self.proc = None
         self.log = Path(tempfile.mkstemp(prefix="p4_service_", suffix=".log")[1])
 
     def command(self):
         return [sys.executable, "-m", "course_utils.serving", "--model", self.model_path, "--db", self.db_path,
-                "--host", HOST, "--port", str(self.port), *self.args]
+                "--host", HOST, "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.args]
+
+    def worker_pids(self) -> dict:
+        """{worker index: pid} of the workers now running (from the log's "listening" lines; latest wins)."""
+        import re
+
+        pids = {}
+        for i, pid in re.findall(r"^worker (\d+) \(pid (\d+)\) listening", self.log_tail(10**7), re.M):
+            pids[int(i)] = int(pid)
+        return pids
 
     def start(self):
         """Start and wait for /health. The service also stops when this Python process exits (atexit,
@@ -99,7 +113,9 @@ class ServiceProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the service exited with code {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and len(self.worker_pids()) >= (
+                        self.workers if self.workers > 1 else 0):
+                    register_operator_url(self.url, self.metrics_url)
                     return self
             except httpx.HTTPError:
                 pass
@@ -133,6 +149,71 @@ class ServiceProcess:
         except BaseException:
             self.stop()
             raise
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def redis_server_binary() -> str | None:
+    """The ``redis-server`` program (Debian: ``apt-get install redis-server``), or None when not installed."""
+    import shutil
+
+    return shutil.which("redis-server") or next((p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server")
+                                                 if os.access(p, os.X_OK)), None)
+
+
+class RedisServer:
+    """A throwaway Redis for the tests, the probe and notebook p4: ``redis-server`` on 127.0.0.1 and
+    a free port, nothing written to disk (no RDB snapshots, no append-only file), protected mode on.
+    ``url``: ``redis://127.0.0.1:PORT/0``; ``stop()`` (SIGTERM), ``kill()`` (SIGKILL: Redis lost);
+    ``start()`` again on the same port. A context manager, like ``ServiceProcess``."""
+
+    def __init__(self, port: int | None = None, binary: str | None = None, startup_timeout: float = 20.0):
+        self.binary = binary or redis_server_binary()
+        if self.binary is None:
+            raise FileNotFoundError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.port = port or free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self.startup_timeout, self.proc = startup_timeout, None
+
+    def start(self):
+        import redis
+
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", HOST, "--save", "",
+                                      "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+                                      "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        atexit.register(self.stop)
+        client = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with code {self.proc.returncode} (port {self.port} taken?)")
+            try:
+                if client.ping():
+                    client.close()
+                    return self
+            except (redis.RedisError, OSError):
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer PING within {self.startup_timeout:g} s")
+
+    def stop(self, timeout: float = 10.0):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def __enter__(self):
         return self.start()
@@ -192,7 +273,13 @@ class ApiClient:
         return [self.predict(xi)[1].get("label") for xi in x]
 
     def metrics(self) -> dict:
-        return scrape(self.http.get("/metrics").text)
+        """The service's counters, read as its operator: from the metrics port of a service this
+        process started (``ServiceProcess``, ``ThreadedServer``); the public port serves none."""
+        url = operator_metrics_url(self.url)
+        if url is None:
+            raise RuntimeError(f"no operator metrics known for {self.url}: metrics are served on the operator's "
+                               "port (--metrics-port), not to API clients")
+        return scrape(httpx.get(url, timeout=30).text)
 
     def close(self):
         self.http.close()
@@ -344,6 +431,60 @@ def stalled_upload(url: str, declared_bytes: int = 10_000, sent_bytes: int = 100
     return status, elapsed, closed
 
 
+def slow_header_clients(url: str, n: int, interval_s: float = 0.5, duration_s: float = 5.0) -> list:
+    """The slowloris: ``n`` connections that each send a request line, then one more header line every
+    ``interval_s`` seconds, never finishing the head, for at most ``duration_s`` seconds.
+
+    Returns, per connection, the seconds from its opening until the service closed it (an answer such
+    as a 503 followed by the close counts as closed), or None if still open at the end. Loopback only.
+    """
+    import selectors
+
+    host, port = _http_parts(url)
+    sel, opened, closed, socks = selectors.DefaultSelector(), [], [None] * n, []
+    t0 = time.monotonic()
+    for i in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        socks.append(s)
+        opened.append(time.monotonic())
+        try:
+            s.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n".encode())
+        except OSError:
+            closed[i] = time.monotonic() - opened[i]
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+    next_send = time.monotonic() + interval_s
+    try:
+        while time.monotonic() < t0 + duration_s and any(c is None for c in closed):
+            for key, _ in sel.select(timeout=0.05):
+                i = key.data
+                try:
+                    data = key.fileobj.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data and closed[i] is None:
+                    closed[i] = time.monotonic() - opened[i]
+                    sel.unregister(key.fileobj)
+            if time.monotonic() >= next_send:
+                next_send += interval_s
+                for key in list(sel.get_map().values()):
+                    try:
+                        key.fileobj.send(b"X-Slow: 1\r\n")
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        if closed[key.data] is None:
+                            closed[key.data] = time.monotonic() - opened[key.data]
+                        sel.unregister(key.fileobj)
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+    return closed
+
+
 def heaviest_png(max_pixels: int, max_bytes: int, seed: int = 0) -> bytes:
     """The costliest PNG to decode that the limits still accept: a 16-bit greyscale square of noise
     with at most ``max_pixels`` pixels and ``max_bytes`` bytes (noise does not compress)."""
@@ -439,25 +580,39 @@ class ThreadedServer:
     """Serve a FastAPI ``app`` with uvicorn in a background thread on loopback (tests: no subprocess).
 
     ``with ThreadedServer(app) as url: ...`` starts it, waits until it accepts connections, stops it.
-    trusted_proxies: as the service's ``--trusted-proxies`` (default: none, as the service).
+    trusted_proxies: as the service's ``--trusted-proxies`` (default: none, as the service);
+    header_timeout_s, max_connections, keep_alive_s: the connection limits (``limits``), as the
+    service's defaults; ``guarded=False``: plain uvicorn (to show what the limits change). An app
+    from ``create_app`` gets its operator metrics port too (``ApiClient.metrics`` finds it).
     """
 
-    def __init__(self, app, port: int | None = None, timeout: float = 30.0, trusted_proxies=()):
+    def __init__(self, app, port: int | None = None, timeout: float = 30.0, trusted_proxies=(), header_timeout_s=10.0,
+                 max_connections=256, keep_alive_s=5.0, guarded=True):
         import uvicorn
 
         from .identity import uvicorn_proxy_settings
+        from .limits import connection_settings
 
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
+        limits = connection_settings(header_timeout_s, max_connections, keep_alive_s) if guarded else {}
         self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=self.port, log_level="warning",
                                                     access_log=False, lifespan="off",
-                                                    **uvicorn_proxy_settings(trusted_proxies)))
+                                                    **uvicorn_proxy_settings(trusted_proxies), **limits))
         self.timeout = timeout
         self.thread = None
+        self.metrics_server = None
 
     def __enter__(self):
         import threading
 
+        service = getattr(getattr(getattr(self.server.config, "app", None), "state", None), "service", None)
+        if service is not None:  # the operator's metrics port, as the CLI's --metrics-port
+            from .metrics import serve_metrics
+
+            port = free_port()
+            self.metrics_server = serve_metrics(service.metrics.registry, port)
+            register_operator_url(self.url, f"http://{HOST}:{port}/metrics")
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + self.timeout
@@ -470,3 +625,7 @@ class ThreadedServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(self.timeout)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            register_operator_url(self.url, None)

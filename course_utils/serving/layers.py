@@ -17,14 +17,13 @@ values in [0, 1]. Distances are root-mean-square per value, so delta is in pixel
 """
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 
 from .. import sanitization
+
+SIGNATURE_SIZE = 7  # side of the pooled copy of each query that the query-pattern detector compares
+
 
 def squeeze_detector(model, dataset: str = "mnist", threshold: float | None = None) -> sanitization.SqueezeDetector:
     """Xu et al.'s detector for ``dataset`` with threshold tau (None: call ``fit_threshold`` yourself)."""
@@ -59,7 +58,7 @@ class Classifier:
         return int(label), label == self.smooth.ABSTAIN
 
 
-def image_signature(x: torch.Tensor, size: int = 7) -> torch.Tensor:
+def image_signature(x: torch.Tensor, size: int = SIGNATURE_SIZE) -> torch.Tensor:
     """Signature of each image for near-duplicate search: x (B, C, H, W) in [0, 1] -> (B, C*size*size).
 
     Adaptive average pooling to size x size: robust to the small pixel changes of a query attack,
@@ -85,21 +84,26 @@ def knn_distance(history: torch.Tensor, s: torch.Tensor, k: int) -> float:
 
 
 class QueryPatternDetector:
-    """Per-client buffer of recent query signatures; flags near-duplicate bursts (Chen et al. 2020).
+    """Flags near-duplicate bursts in each client's recent queries (Chen et al. 2020).
 
     k: neighbours averaged; delta: flag when the k-NN mean distance < delta (pixel units, RMS);
     history: signatures kept per client; window_s: signatures older than this are forgotten, so a
     slow, legitimate user retrying the same photo is not flagged; max_clients: LRU bound on clients.
     ``observe(client, x)`` -> (score or None when the client has < k recent queries, flagged).
 
-    Memory: each client holds one preallocated ring of ``history`` float32 signatures and times, so
-    the detector never holds more than ``memory_bound_bytes`` = max_clients x history x (D + 1) x 4
-    bytes (D = C x 7 x 7; 2,000 x 100 x 50 x 4 = 40 MB by default for MNIST). Clients idle for
-    longer than ``window_s`` are dropped, and beyond ``max_clients`` the least recently seen go first.
+    Where the histories live: ``histories``, any object with ``push(client, s, now) -> (N, D)``
+    earlier signatures within the window; by default a ``state.LocalHistories`` in this process
+    (``service.state`` passes a ``state.LocalState`` or ``state.RedisState`` shared by every worker).
+    Memory of the local one: one preallocated ring of ``history`` float32 signatures and times per
+    client, at most ``memory_bound_bytes`` = max_clients x history x (D + 1) x 4 bytes (D = C x 7 x 7;
+    2,000 x 100 x 50 x 4 = 40 MB by default for MNIST); clients idle for longer than ``window_s``
+    are dropped, and beyond ``max_clients`` the least recently seen go first.
     """
 
     def __init__(self, k: int = 5, delta: float = 0.02, history: int = 100, window_s: float = 60.0,
-                 max_clients: int = 2_000, signature_size: int = 7, channels: int = 1):
+                 max_clients: int = 2_000, signature_size: int = SIGNATURE_SIZE, channels: int = 1, histories=None):
+        from .state import LocalHistories
+
         if k < 1 or history < k:
             raise ValueError(f"need 1 <= k <= history, got k={k!r}, history={history!r}")
         if not delta > 0 or not window_s > 0:
@@ -109,43 +113,24 @@ class QueryPatternDetector:
         self.k, self.delta, self.history, self.window_s = k, float(delta), history, float(window_s)
         self.max_clients, self.signature_size = max_clients, signature_size
         self.dim = channels * signature_size * signature_size
-        self._buffers: OrderedDict[str, dict] = OrderedDict()  # client -> ring; least recently seen first
-        self._lock = threading.Lock()
+        self.histories = histories if histories is not None else LocalHistories(history, window_s, max_clients, self.dim)
 
     @property
     def memory_bound_bytes(self) -> int:
         return self.max_clients * self.history * (self.dim + 1) * 4
 
     def __len__(self):
-        return len(self._buffers)
-
-    def _prune(self, now: float):
-        while self._buffers:  # idle clients: their last query is older than the window
-            last = next(iter(self._buffers.values()))["last"]
-            if now - last <= self.window_s and len(self._buffers) <= self.max_clients:
-                break
-            self._buffers.popitem(last=False)
+        return len(self.histories)
 
     def observe(self, client: str, x: torch.Tensor, now: float | None = None) -> tuple[float | None, bool]:
         s = image_signature(x, self.signature_size)[0]
         if s.shape[0] != self.dim:
             raise ValueError(f"x has {x.shape[1]} channels; the detector was made for {self.dim // self.signature_size ** 2}")
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            ring = self._buffers.pop(client, None) or {
-                "sig": torch.zeros(self.history, self.dim), "time": torch.full((self.history,), -float("inf")),
-                "pos": 0, "last": now}
-            recent = ring["time"] >= now - self.window_s
-            past = ring["sig"][recent].clone() if int(recent.sum()) >= self.k else None
-            ring["sig"][ring["pos"]], ring["time"][ring["pos"]] = s, now
-            ring["pos"], ring["last"] = (ring["pos"] + 1) % self.history, now
-            self._buffers[client] = ring  # most recently seen last
-            self._prune(now)
-        if past is None:
+        past = self.histories.push(client, s, now)
+        if past.shape[0] < self.k:
             return None, False
         score = knn_distance(past, s, self.k)
         return score, score < self.delta
 
     def forget(self, client: str):
-        with self._lock:
-            self._buffers.pop(client, None)
+        self.histories.forget(client)

@@ -172,7 +172,7 @@ class AdversarialTrainingConfig:
 
 
 def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, schedule=None, checkpoint=None,
-                    generator=None, progress: bool = True, train_probe=None) -> FitResult:
+                    generator=None, progress: bool = True, train_probe=None, run=None) -> FitResult:
     """Adversarial training with a held-out PGD check after every epoch.
 
     Each batch: the first ``config.ratio`` of it is replaced by adversarial examples of the epoch's
@@ -184,6 +184,11 @@ def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, 
     Stops when ``patience`` epochs pass without a new best, or when robust accuracy falls more than
     ``drop`` below the best (catastrophic overfitting); the best epoch's weights are restored
     (``restore_best``) and saved to ``checkpoint`` (a path).
+
+    ``run`` (``training.distributed.Run``): the same loop across torchrun's processes (DDP; the loader
+    is this rank's shard, its sampler's ``set_epoch`` is called every epoch; the checks run on rank 0
+    and are broadcast), with a precision policy and a resumable state written after every epoch
+    (``run.resume`` continues from it). ``generator`` defaults to the run's per-rank one.
     """
     import pandas as pd
 
@@ -192,36 +197,58 @@ def adversarial_fit(model, loader, config: AdversarialTrainingConfig, val=None, 
     if len(schedule) < c.epochs:
         raise ValueError(f"schedule has {len(schedule)} entries for {c.epochs} epochs")
     total = c.epochs * len(loader)
+    if run is not None and generator is None:
+        generator = run.generator
+    trained = run.wrap(model) if run is not None else model  # DDP when distributed; attacks and checks use ``model``
     opt, sched = make_optimizer(model, c.lr, total, weight_decay=c.weight_decay, optimizer=c.optimizer,
                                 schedule=c.lr_schedule)
     val_attack = dataclasses.replace(c.val_attack, generator=generator) if generator is not None else c.val_attack
-    rows, best, best_epoch, best_state, stopped = [], -1.0, None, None, "completed"
+    rows, best, best_epoch, best_state, stopped, first = [], -1.0, None, None, "completed", 0
+    state = run.load_state(model, opt, sched) if run is not None else None
+    if state is not None:  # resumed: the loop continues after the saved epoch, exactly where it stopped
+        rows, best, best_epoch, best_state, stopped = (state["history"], state["best"], state["best_epoch"],
+                                                       state["best_state"], state["stopped"])
+        first = c.epochs if stopped != "completed" else state["epoch"]
+    main = run is None or run.is_main
     start = time.perf_counter()
-    for e in tqdm(range(c.epochs), desc="epochs", disable=not progress):
+    for e in tqdm(range(first, c.epochs), desc="epochs", disable=not progress or not main):
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+            loader.sampler.set_epoch(e)  # DistributedSampler: a new shuffle every epoch, the same on every rank
         attack = c.epoch_attack(schedule[e], generator)
         t0 = time.perf_counter()
-        r = train_epoch(model, loader, opt, attack, sched, progress=progress, desc=f"epoch {e + 1}/{c.epochs}",
-                        ratio=c.ratio, step=e * len(loader), total_steps=total)
+        r = train_epoch(trained, loader, opt, attack, sched, progress=progress and main, desc=f"epoch {e + 1}/{c.epochs}",
+                        ratio=c.ratio, step=e * len(loader), total_steps=total,
+                        precision=run.precision if run is not None else None)
+        if run is not None and run.distributed:  # every rank trained as many images (DistributedSampler pads)
+            r["loss"], r["accuracy"] = (v / run.world_size for v in run.sum([r["loss"], r["accuracy"]]))
         row = {"epoch": e + 1, "eps": schedule[e]["eps"], "steps": schedule[e]["steps"], "loss": r["loss"], "train_acc": r["accuracy"],
                "seconds": time.perf_counter() - t0}
-        if train_probe is not None:
-            row["train_clean"] = evaluate(model, train_probe, progress=False).accuracy
-            row["train_robust"] = evaluate(model, train_probe, val_attack, progress=False).accuracy
-        if val is not None:
-            row["val_clean"] = evaluate(model, val, progress=False).accuracy
-            row["val_robust"] = evaluate(model, val, val_attack, progress=False).accuracy
-            if row["val_robust"] > best:
-                best, best_epoch, best_state = row["val_robust"], e + 1, copy.deepcopy(model.state_dict())
+        if main:  # the checks run on rank 0 only; their numbers are broadcast below
+            if train_probe is not None:
+                row["train_clean"] = evaluate(model, train_probe, progress=False).accuracy
+                row["train_robust"] = evaluate(model, train_probe, val_attack, progress=False).accuracy
+            if val is not None:
+                row["val_clean"] = evaluate(model, val, progress=False).accuracy
+                row["val_robust"] = evaluate(model, val, val_attack, progress=False).accuracy
+        if run is not None:
+            row = run.broadcast(row)
+        if val is not None and row["val_robust"] > best:
+            best, best_epoch, best_state = row["val_robust"], e + 1, copy.deepcopy(model.state_dict())
         rows.append(row)
         if val is not None and c.drop is not None and row["val_robust"] < best - c.drop:
             stopped = f"robust accuracy fell {best - row['val_robust']:.2f} below its best (catastrophic overfitting)"
-            break
-        if val is not None and c.patience is not None and e + 1 - best_epoch >= c.patience:
+        elif val is not None and c.patience is not None and e + 1 - best_epoch >= c.patience:
             stopped = f"no better held-out robust accuracy for {c.patience} epochs"
+        if run is not None:
+            run.save_state(model, opt, sched, e + 1, {"history": rows, "best": best, "best_epoch": best_epoch,
+                                                     "best_state": best_state, "stopped": stopped})
+            if run.on_epoch is not None:
+                run.on_epoch(e + 1, run)
+        if stopped != "completed":
             break
     if c.restore_best and best_state is not None:
         model.load_state_dict(best_state)
-    if checkpoint is not None:
+    if checkpoint is not None and main:
         save_checkpoint(model, checkpoint, {"best_epoch": best_epoch, "recipe": c.to_dict(), "stopped": stopped})
     model.eval()
     return FitResult(pd.DataFrame(rows), best_epoch, stopped, time.perf_counter() - start, best_state)
@@ -373,3 +400,40 @@ def tradeoff_verdict(clean_std, robust_std, clean_adv, robust_adv, margin: float
     return Verdict(name, NOT_RESOLVED, numbers, f"Clean accuracy did not fall beyond noise ({d_clean:+.1f} points) "
                    f"and was not shown to stay within {100 * margin:g} point either: more test images, or a harder task "
                    "(CIFAR-10), would resolve the cost; a ratio would be noise.")
+
+
+def single_step_verdict(outcomes: dict, became: float = 0.3):
+    """Catastrophic overfitting counted over seeds: ``outcomes`` maps a training attack's label to the
+    ``catastrophic_overfitting`` outcomes of its runs ("collapsed", "robust", "underfit"). Returns an
+    ``evaluation.Verdict`` for the claim "single-step training collapses (catastrophic overfitting)":
+
+    - shown: at least one run became robust and then collapsed (counts per setting, with Clopper-Pearson
+      intervals over the seeds);
+    - not resolved: no run collapsed. When no run even became robust (held-out PGD never reached
+      ``became``), the budget cannot show the phenomenon at all: a run that never rose cannot fall.
+    Nothing here can contradict the claim (collapse is random: robust runs do not show it cannot happen).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    from ..evaluation import NOT_RESOLVED, SHOWN, Verdict
+
+    parts, collapsed, became_robust, runs = [], 0, 0, 0
+    for label, outs in outcomes.items():
+        outs = list(outs)
+        k = sum(o == "collapsed" for o in outs)
+        r = sum(o in ("collapsed", "robust") for o in outs)
+        lo, hi = proportion_confint(k, len(outs), method="beta")
+        parts.append(f"{label}: {k} of {len(outs)} collapsed (95% CI {lo:.0%}-{hi:.0%}), {r} became robust")
+        collapsed, became_robust, runs = collapsed + k, became_robust + r, runs + len(outs)
+    evidence = "; ".join(parts)
+    name = "CATASTROPHIC OVERFITTING"
+    if collapsed:
+        return Verdict(name, SHOWN, evidence, f"{collapsed} of {runs} runs rose above {became:g} held-out PGD accuracy "
+                       "and then fell: keep the best epoch (early stopping on the held-out check).")
+    if not became_robust:
+        return Verdict(name, NOT_RESOLVED, evidence, f"No run became robust (held-out PGD never reached {became:g}), so "
+                       "none could collapse: this budget cannot show the phenomenon, whatever the runs do on their own "
+                       "single-step attack. Wong et al.'s MNIST setting trains on all 60,000 images for 10 epochs (the "
+                       "full profile).")
+    return Verdict(name, NOT_RESOLVED, evidence, f"{became_robust} runs became robust and none collapsed: collapse is "
+                   "random, so more seeds (CO_SEEDS) or a larger step would be needed to see it.")

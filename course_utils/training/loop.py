@@ -12,8 +12,11 @@ epochs with a per-batch LR schedule (``make_optimizer``). A batch is ``(x, y)`` 
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 
@@ -38,26 +41,39 @@ def cross_entropy_loss(model, x, y, t: float = 0.0):
     return F.cross_entropy(logits, y), logits
 
 
-def train_step(model, optimizer, x, y, attack=None, ratio: float = 1.0, loss_fn=None, t: float = 0.0):
+def train_step(model, optimizer, x, y, attack=None, ratio: float = 1.0, loss_fn=None, t: float = 0.0, precision=None):
     """One optimizer step on ``loss_fn(model, x', y, t)`` (default cross-entropy): x' = x, or
     ``attack(model, x, y)`` mixed by ``ratio``.
 
     The outer minimization of Madry et al. (2018), ``min_theta E[max_{||delta|| <= eps} L]``, with
     the inner maximization done by ``attack``. Only the first ``round(ratio * B)`` examples are
     attacked (the rest stay clean). Returns ``(loss, logits or None)`` of the trained-on batch.
+    ``model`` may be wrapped in ``DistributedDataParallel``: the attack then runs on the wrapped
+    module (no gradient sync for the inner maximization), the loss through the wrapper.
+    ``precision`` (``training.distributed.Precision``): the attack and the loss run under its
+    autocast, and the step goes through its ``GradScaler`` when it has one (fp16).
     """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio (adversarial fraction of each batch) must be in [0, 1], got {ratio!r}")
-    k = int(round(ratio * len(y))) if attack is not None else 0
-    if attack is not None and k == len(y):
-        x = attack(model, x, y)
-    elif k > 0:  # same as mix_batch(x, attack(model, x, y), ratio), without attacking the clean part
-        x = torch.cat([attack(model, x[:k], y[:k]), x[k:]])
-    model.train()
-    loss, logits = (loss_fn or cross_entropy_loss)(model, x, y, t)
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    cast = precision.autocast(next(inner.parameters()).device.type) if precision is not None else contextlib.nullcontext()
+    scaler = getattr(precision, "scaler", None)
+    with cast:
+        k = int(round(ratio * len(y))) if attack is not None else 0
+        if attack is not None and k == len(y):
+            x = attack(inner, x, y)
+        elif k > 0:  # same as mix_batch(x, attack(model, x, y), ratio), without attacking the clean part
+            x = torch.cat([attack(inner, x[:k], y[:k]), x[k:]])
+        model.train()
+        loss, logits = (loss_fn or cross_entropy_loss)(model, x, y, t)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     return loss.detach(), None if logits is None else logits.detach()
 
 
@@ -68,13 +84,14 @@ def _unpack(batch, device):
 
 
 def train_epoch(model, loader, optimizer, attack=None, scheduler=None, device=None, progress=True, desc="train",
-                ratio: float = 1.0, loss_fn=None, step: int = 0, total_steps: int | None = None):
+                ratio: float = 1.0, loss_fn=None, step: int = 0, total_steps: int | None = None, precision=None):
     """One epoch of ``train_step`` over ``loader``; ``ratio``: adversarial fraction of each batch.
 
     Returns ``{"loss": mean loss, "accuracy": accuracy on the trained-on inputs (NaN when the loss
     hook returns no logits)}``. The attack runs the model in eval mode (see ``attacks``); training
     mode is restored for the update. ``scheduler.step()`` is called after every batch when given.
     ``step`` / ``total_steps``: batches done before this epoch and in all, for the hook's ``t``.
+    ``precision``: see ``train_step``.
     """
     device = device or next(model.parameters()).device
     total_steps = total_steps or len(loader)
@@ -82,7 +99,7 @@ def train_epoch(model, loader, optimizer, attack=None, scheduler=None, device=No
     bar = tqdm(loader, disable=not progress, desc=desc, leave=False)
     for i, batch in enumerate(bar):
         x, y = _unpack(batch, device)
-        loss, logits = train_step(model, optimizer, x, y, attack, ratio, loss_fn, (step + i) / total_steps)
+        loss, logits = train_step(model, optimizer, x, y, attack, ratio, loss_fn, (step + i) / total_steps, precision)
         if scheduler is not None:
             scheduler.step()
         total_loss += loss.item() * len(y)
