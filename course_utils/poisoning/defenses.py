@@ -15,7 +15,7 @@
   class puts all its poison there) or a class the defender names. ``remove_from="every"`` is
   Algorithm 1 as printed (the same share removed from every class) and ART's rule.
 - ``activation_clustering``: Chen et al. (2018), "Detecting backdoor attacks on deep neural networks
-  by activation clustering", through ART's ``ActivationDefence`` on activations chosen here (ICA to
+  by activation clustering", through ART's ``ActivationDefence`` on activations chosen here (PCA to
   10 dimensions, 2-means per class, the smaller cluster flagged when under 35% of the class).
 - ``detection_report``: poison recall and the share of clean images removed, with intervals.
 """
@@ -136,20 +136,31 @@ def remove_top(scores: torch.Tensor, labels: torch.Tensor, expected_poison: int,
 
 
 def activation_clustering(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 10, nb_dims: int = 10,
-                          reduce: str = "FastICA", seed: int = 0) -> torch.Tensor:
+                          reduce: str = "PCA", size_threshold: float = 0.35, seed: int = 0) -> torch.Tensor:
     """Chen et al. (2018) through ART's ``ActivationDefence``, on the activations passed here (N, D) (not the
-    logits ART would read): per class, ``reduce`` to ``nb_dims``, 2-means, the smaller cluster flagged
-    when it holds under 35% of the class. Returns flagged (N,) bool. Seeded (ICA and k-means)."""
+    logits ART would read): per class, ART reduces to ``nb_dims`` (``reduce``) and runs 2-means; the
+    smaller cluster is flagged only when it holds under ``size_threshold`` of its class (Chen et al.'s
+    relative size). ART's "smaller" rule flags the smaller cluster of *every* class, and its
+    "relative-size" rule fails on NumPy 2 (ART 1.20), so the threshold is applied here to ART's
+    clusters. Returns flagged (N,) bool. Seeded (ART draws from NumPy's global generator)."""
     from art.defences.detector.poison import ActivationDefence
 
     labels = _check_features(features, labels)
-    feats = features.numpy().astype(np.float32)
-    y_onehot = np.eye(num_classes, dtype=np.float32)[labels.numpy()]
+    feats, lab = features.numpy().astype(np.float32), labels.numpy()
+    y_onehot = np.eye(num_classes, dtype=np.float32)[lab]
     defence = ActivationDefence(_NoClassifier(num_classes), feats, y_onehot)  # x_train only sizes the report
-    defence.activations_by_class = [feats[labels.numpy() == c] for c in range(num_classes)]
-    np.random.seed(seed)  # ART's FastICA and MiniBatchKMeans draw from NumPy's global generator
-    _, is_clean = defence.detect_poison(nb_clusters=2, nb_dims=nb_dims, reduce=reduce, cluster_analysis="smaller")
-    return torch.as_tensor(np.asarray(is_clean) == 0)
+    defence.activations_by_class = [feats[lab == c] for c in range(num_classes)]
+    np.random.seed(seed)
+    defence.detect_poison(nb_clusters=2, nb_dims=nb_dims, reduce=reduce, cluster_analysis="smaller")
+    flagged = torch.zeros(len(lab), dtype=torch.bool)
+    for c, clusters in enumerate(defence.clusters_by_class):
+        if len(clusters) < 2:
+            continue
+        sizes = np.bincount(clusters, minlength=2)
+        small = int(np.argmin(sizes))
+        if sizes[small] / sizes.sum() < size_threshold:
+            flagged[torch.from_numpy(np.nonzero(lab == c)[0][clusters == small])] = True
+    return flagged
 
 
 class _NoClassifier:
@@ -162,10 +173,11 @@ class _NoClassifier:
 
 def detection_report(removed: torch.Tensor, is_poison: torch.Tensor) -> dict:
     """Poison recall (poisoned images removed / poisoned) and clean removal (clean images removed / clean),
-    each an ``EvalResult`` with its 95% interval; ``kept`` the (N,) bool mask of what is left."""
+    each an ``EvalResult`` with its 95% interval; ``kept`` the (N,) bool mask of what is left and
+    ``poison_removed`` one bool per poisoned image (the paired data for comparing two detectors)."""
     removed, is_poison = torch.as_tensor(removed, dtype=torch.bool), torch.as_tensor(is_poison, dtype=torch.bool)
     if removed.shape != is_poison.shape:
         raise ValueError(f"removed {tuple(removed.shape)} and is_poison {tuple(is_poison.shape)} differ")
     recall = EvalResult(int((removed & is_poison).sum()), int(is_poison.sum()), "poison removed")
     clean = EvalResult(int((removed & ~is_poison).sum()), int((~is_poison).sum()), "clean removed")
-    return {"recall": recall, "clean_removed": clean, "kept": ~removed}
+    return {"recall": recall, "clean_removed": clean, "kept": ~removed, "poison_removed": removed[is_poison]}

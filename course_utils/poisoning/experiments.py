@@ -96,12 +96,13 @@ def attack_table(runs: list[dict], n_train: int, target: int, class_size: int) -
 
 
 def defend(run: dict, pset: PoisonedSet, detector, layer: str, epochs: int, build, eval_x, eval_y, device=None,
-           retrain: bool = True) -> dict:
-    """Run ``detector(features, labels) -> removed (N,) bool`` on the penultimate ``layer`` features of
-    ``run``'s model on its poisoned set; retrain (same seed, same recipe) on what is kept and measure
-    the trigger again. Returns the ``detection_report`` plus ``hits_after`` and ``clean_ok_after``."""
+           retrain: bool = True, expected_poison: int | None = None) -> dict:
+    """Run ``detector(features, labels, expected_poison) -> removed (N,) bool`` on the ``layer`` features of
+    ``run``'s model on its poisoned set (``expected_poison``: the defender's guess, default the true count);
+    retrain (same seed, same recipe) on what is kept and measure the trigger again. Returns the
+    ``detection_report`` plus ``hits_after`` and ``clean_ok_after`` when retrained."""
     feats = features(run["model"], pset.x, layer)
-    removed = detector(feats, pset.y)
+    removed = detector(feats, pset.y, expected_poison or max(len(pset.idx), 1))
     report = detection_report(removed, pset.is_poison)
     if retrain:
         kept = report["kept"]
@@ -109,6 +110,19 @@ def defend(run: dict, pset: PoisonedSet, detector, layer: str, epochs: int, buil
         report["hits_after"] = trigger_hits(model, eval_x, eval_y, pset.target, pset.trigger)
         report["clean_ok_after"] = predict(model, eval_x) == eval_y
     return report
+
+
+def pool_reports(reports: list[dict]) -> dict:
+    """Several seeds' ``defend`` reports as one: counts summed, per-image vectors concatenated."""
+    def total(key):
+        return EvalResult(sum(r[key].correct for r in reports), sum(r[key].n for r in reports), reports[0][key].threat)
+
+    out = {"recall": total("recall"), "clean_removed": total("clean_removed"),
+           "poison_removed": torch.cat([r["poison_removed"] for r in reports])}
+    for key in ("hits_after", "clean_ok_after"):
+        if all(key in r for r in reports):
+            out[key] = torch.cat([r[key] for r in reports])
+    return out
 
 
 def defense_row(name: str, report: dict, hits_before: torch.Tensor | None = None) -> dict:
@@ -143,14 +157,14 @@ def place_in_partition(img: torch.Tensor, k: int, wanted: int, max_tries: int = 
     raise RuntimeError(f"no nudge of the image reached partition {wanted} in {max_tries} tries")
 
 
-def attack_certificate(models: list, parts: torch.Tensor, x_train, y_train, x0: torch.Tensor, budget: int, build,
-                       epochs: int, copies: int = 1, device=None) -> dict:
+def attack_certificate(models: list, parts: torch.Tensor, x_train, y_train, x0: torch.Tensor, images: int, build,
+                       epochs: int, copies: int = 1, lr: float = 1e-3, batch_size: int = 64, device=None) -> dict:
     """The adaptive attacker of the DPA certificate on one test image ``x0`` (C, H, W).
 
-    The ensemble predicts c with runner-up c2 (``dpa_certificate``). The attacker poisons ``budget``
-    partitions that vote c, spending ``copies`` training images in each (each a copy of x0 labelled c2,
-    nudged by ``place_in_partition`` into that partition), so ``budget * copies`` poisoned images in
-    all; those partitions are retrained (same seed, same recipe) and the votes counted again.
+    The ensemble predicts c with runner-up c2 (``dpa_certificate``). The attacker has ``images`` poisoned
+    training images and spends ``copies`` of them in each of ``images // copies`` partitions that vote c
+    (each a copy of x0 labelled c2, nudged by ``place_in_partition`` into that partition); those
+    partitions are retrained (same seed, same recipe: ``train_partitions``) and the votes counted again.
     Returns the votes, prediction and certificate before and after, and the images spent."""
     from .dpa import dpa_certificate, train_partitions, votes as count_votes
 
@@ -161,7 +175,7 @@ def attack_certificate(models: list, parts: torch.Tensor, x_train, y_train, x0: 
     rival = before[0].clone()
     rival[c] = -1
     c2 = int(rival.argmax())
-    voting_c = [i for i, m in enumerate(models) if int(predict(m, x0[None])[0]) == c][:budget]
+    voting_c = [i for i, m in enumerate(models) if int(predict(m, x0[None])[0]) == c][:images // copies]
     new_models = list(models)
     for i in voting_c:
         poison = torch.stack([place_in_partition(x0 if j == 0 else (x0 + j / 255).clamp(0, 1), k, i)
@@ -169,7 +183,8 @@ def attack_certificate(models: list, parts: torch.Tensor, x_train, y_train, x0: 
         rows = torch.nonzero(parts == i).flatten()
         xi = torch.cat([x_train[rows], poison])
         yi = torch.cat([y_train[rows], torch.full((copies,), c2, dtype=torch.long)])
-        (new_models[i],) = train_partitions(xi, yi, 1, build, epochs, device=device, progress=False,
+        (new_models[i],) = train_partitions(xi, yi, 1, build, epochs, lr=lr, batch_size=batch_size, device=device,
+                                            progress=False,
                                             parts=torch.zeros(len(yi), dtype=torch.long), first_seed=i)
     after = count_votes(new_models, x0[None])
     pred2, rho2 = dpa_certificate(after)
