@@ -191,3 +191,41 @@ def attack_certificate(models: list, parts: torch.Tensor, x_train, y_train, x0: 
     return {"class": c, "runner-up": c2, "certificate": int(rho[0]), "poisoned partitions": len(voting_c),
             "poisoned images": len(voting_c) * copies, "votes before": before[0].tolist(),
             "votes after": after[0].tolist(), "prediction after": int(pred2[0]), "flipped": int(pred2[0]) != c}
+
+
+def summary_path(profile: str):
+    """Where notebook 06b leaves its numbers for notebook 09: ``cache_dir()/poisoning/summary_<profile>.json``."""
+    from ..config import cache_dir
+
+    return cache_dir() / "poisoning" / f"summary_{profile}.json"
+
+
+def save_summary(summary: dict, profile: str):
+    """Write notebook 06b's numbers (plain JSON types) for notebook 09, atomically; returns the path."""
+    import json
+
+    from ..config import atomic_write
+
+    path = summary_path(profile)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    return path
+
+
+def load_summary(profile: str) -> dict | None:
+    """Notebook 06b's numbers for ``profile``, or None when 06b has not run in that profile."""
+    import json
+
+    path = summary_path(profile)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def counts(ok: torch.Tensor) -> list[int]:
+    """[k, n] of a bool vector: the JSON form of a rate."""
+    return [int(torch.as_tensor(ok).sum()), int(torch.as_tensor(ok).numel())]
+
+
+def rate_text(kn) -> str:
+    """'93.2% (91.5-94.6; k/n)' from [k, n]."""
+    r = EvalResult(int(kn[0]), int(kn[1]))
+    return f"{100 * r.accuracy:.1f}% ({100 * r.ci[0]:.1f}-{100 * r.ci[1]:.1f}; {r.correct}/{r.n})"
