@@ -160,3 +160,15 @@ def test_place_in_partition_lands_where_asked():
         moved = poisoning.experiments.place_in_partition(img, 5, wanted)
         assert int(poisoning.partition_ids(moved[None], 5)[0]) == wanted
         assert (moved - img).abs().max() < 0.05
+
+
+def test_knn_label_disagreement_flags_dirty_labels():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 8, generator=g) * 5
+    trusted_y = torch.arange(3).repeat_interleave(50)
+    trusted = centres[trusted_y] + torch.randn(150, 8, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 0])
+    x = centres[torch.tensor([0, 1, 2, 1, 2])] + torch.randn(5, 8, generator=g)  # the last two carry the wrong label
+    assert poisoning.knn_label_disagreement(x, y, trusted, trusted_y, k=5).tolist() == [False, False, False, True, True]
+    assert poisoning.knn_label_disagreement(torch.empty(0, 8), torch.empty(0, dtype=torch.long), trusted,
+                                            trusted_y).shape == (0,)

@@ -14,14 +14,14 @@
 """
 from .attacks import (PoisonedSet, Trigger, adaptive_blend, blend, blend_key, piece_masks, poison, poison_dataset,
                       predict, stamp_trigger, trigger_hits, trigger_success)
-from .defenses import (PENULTIMATE, activation_clustering, detection_report, features, remove_top, spectral_filter,
+from .defenses import (PENULTIMATE, activation_clustering, detection_report, features, knn_label_disagreement, remove_top, spectral_filter,
                        spectral_scores, spectral_signature, suspect_class, tail_ratio)
 from . import experiments
 from .dpa import (certified_accuracy, dpa_certificate, flip_search, image_hash, partition_ids, sum_partition_ids,
                   to_uint8, train_partitions, votes)
 
 __all__ = ["PENULTIMATE", "PoisonedSet", "Trigger", "activation_clustering", "adaptive_blend", "blend", "blend_key",
-           "certified_accuracy", "detection_report", "dpa_certificate", "features", "flip_search", "image_hash",
+           "certified_accuracy", "detection_report", "dpa_certificate", "features", "flip_search", "image_hash", "knn_label_disagreement",
            "partition_ids", "piece_masks", "poison", "poison_dataset", "predict", "remove_top", "spectral_filter", "spectral_scores",
            "spectral_signature", "stamp_trigger", "sum_partition_ids", "suspect_class", "to_uint8", "tail_ratio",
            "train_partitions", "trigger_hits", "trigger_success", "votes"]

@@ -17,6 +17,8 @@
 - ``activation_clustering``: Chen et al. (2018), "Detecting backdoor attacks on deep neural networks
   by activation clustering", through ART's ``ActivationDefence`` on activations chosen here (PCA to
   10 dimensions, 2-means per class, the smaller cluster flagged when under 35% of the class).
+- ``knn_label_disagreement``: Deep k-NN (Peri et al. 2020) against trusted references, the screen
+  of project p4 for uploads that arrive with untrusted labels.
 - ``detection_report``: poison recall and the share of clean images removed, with intervals.
 """
 from __future__ import annotations
@@ -160,6 +162,25 @@ def activation_clustering(features: torch.Tensor, labels: torch.Tensor, num_clas
         small = int(np.argmin(sizes))
         if sizes[small] / sizes.sum() < size_threshold:
             flagged[torch.from_numpy(np.nonzero(lab == c)[0][clusters == small])] = True
+    return flagged
+
+
+def knn_label_disagreement(features: torch.Tensor, labels: torch.Tensor, trusted_features: torch.Tensor,
+                           trusted_labels: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Deep k-NN (Peri et al. 2020, "Deep k-NN defense against clean-label data poisoning attacks"), against
+    trusted references: flag an image (N,) bool when the plurality label of its ``k`` nearest trusted images
+    (Euclidean, in the feature space of a model trained on trusted data) is not its own label. A
+    dirty-label poison (a 7 with a trigger, labelled 0) sits among 7s. Ties go to the smaller class."""
+    labels = _check_features(features, labels)
+    trusted_labels = _check_features(trusted_features, trusted_labels)
+    k = check_positive_int(k, "k")
+    num_classes = int(torch.cat([labels, trusted_labels]).max()) + 1
+    flagged = torch.zeros(len(labels), dtype=torch.bool)
+    for i in range(0, len(labels), 512):
+        d = torch.cdist(features[i:i + 512].float(), trusted_features.float())  # (b, M)
+        nearest = trusted_labels[d.topk(min(k, d.shape[1]), largest=False).indices]  # (b, k)
+        counts = torch.zeros(len(nearest), num_classes, dtype=torch.long).scatter_add_(1, nearest, torch.ones_like(nearest))
+        flagged[i:i + 512] = counts.argmax(1) != labels[i:i + 512]
     return flagged
 
 
