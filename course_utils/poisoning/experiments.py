@@ -96,12 +96,13 @@ def attack_table(runs: list[dict], n_train: int, target: int, class_size: int) -
 
 
 def defend(run: dict, pset: PoisonedSet, detector, layer: str, epochs: int, build, eval_x, eval_y, device=None,
-           retrain: bool = True, expected_poison: int | None = None) -> dict:
+           retrain: bool = True, expected_poison: int | None = None, feats: torch.Tensor | None = None) -> dict:
     """Run ``detector(features, labels, expected_poison) -> removed (N,) bool`` on the ``layer`` features of
     ``run``'s model on its poisoned set (``expected_poison``: the defender's guess, default the true count);
     retrain (same seed, same recipe) on what is kept and measure the trigger again. Returns the
-    ``detection_report`` plus ``hits_after`` and ``clean_ok_after`` when retrained."""
-    feats = features(run["model"], pset.x, layer)
+    ``detection_report`` plus ``hits_after`` and ``clean_ok_after`` when retrained. ``feats``: the ``layer``
+    features when already computed."""
+    feats = features(run["model"], pset.x, layer) if feats is None else feats
     removed = detector(feats, pset.y, expected_poison or max(len(pset.idx), 1))
     report = detection_report(removed, pset.is_poison)
     if retrain:
@@ -229,3 +230,34 @@ def rate_text(kn) -> str:
     """'93.2% (91.5-94.6; k/n)' from [k, n]."""
     r = EvalResult(int(kn[0]), int(kn[1]))
     return f"{100 * r.accuracy:.1f}% ({100 * r.ci[0]:.1f}-{100 * r.ci[1]:.1f}; {r.correct}/{r.n})"
+
+
+def bypass_verdict(name: str, detector: str, plain_after: torch.Tensor, adaptive_after: torch.Tensor, bound: float):
+    """Did an adaptive attack bypass a detector? ``plain_after`` / ``adaptive_after``: trigger hits (bool) of the
+    models retrained on what ``detector`` kept, for the plain and the adaptive attack; ``bound``: the attack-free
+    models' trigger rate (the top of its interval). A bypass needs both halves, so the comparison is alive:
+
+    - shown: the detector removed the plain attack's backdoor (its 95% interval below ``bound``) and the
+      adaptive backdoor survived (its interval above ``bound``);
+    - contradicted: the adaptive backdoor was removed too (its interval below ``bound``);
+    - not resolved: otherwise; in particular when the detector did not remove the plain backdoor, there was
+      nothing to bypass. Returns an ``evaluation.Verdict``."""
+    from ..evaluation import rate_interval, verdict
+
+    def text(h):
+        k, n = int(h.sum()), len(h)
+        lo, hi = rate_interval(k, n)
+        return f"{100 * k / n:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}; {k}/{n})", lo, hi
+
+    plain, _, plain_hi = text(plain_after)
+    adaptive, adaptive_lo, adaptive_hi = text(adaptive_after)
+    evidence = (f"trigger success after {detector} and retraining: plain attack {plain}, adaptive attack {adaptive}; "
+                f"attack-free bound {100 * bound:.3g}%")
+    if adaptive_hi < bound:
+        return verdict(name, "contradicted", evidence, "the detector removed the adaptive backdoor as well")
+    if plain_hi < bound and adaptive_lo > bound:
+        return verdict(name, "shown", evidence, "the detector's number on the plain attack was not a security claim")
+    if plain_hi >= bound:
+        return verdict(name, "not resolved", evidence, "the detector did not remove the plain attack's backdoor in this "
+                       "run, so there was nothing to bypass: a bypass needs a detector that works on the plain attack first")
+    return verdict(name, "not resolved", evidence, "the adaptive backdoor's rate straddles the bound: more seeds or images")
