@@ -163,7 +163,7 @@ class LoadMonitor:
         return self.settle_s
 
     def __enter__(self):
-        self.settle()
+        self.settle(SETTLE_MAX_S)
         self.load_before = self.load_max = load_average()
         self._t0, self._busy0, self._tree0 = time.monotonic(), system_busy_seconds(), tree_cpu_seconds(self.root_pid)
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -392,6 +392,7 @@ def write_json(path: Path, results: dict):
 # --- main -----------------------------------------------------------------------------------------
 
 def main(argv=None):
+    global SETTLE_MAX_S
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: the whole course, in course order")
     parser.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
@@ -410,7 +411,11 @@ def main(argv=None):
     parser.add_argument("--table-from", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
                         help="run nothing: build the table from saved results files of one machine (for each "
                              "notebook and pass, the latest file's run), print it and write --table-out / --json-out")
+    parser.add_argument("--settle-max", type=float, default=SETTLE_MAX_S, metavar="SECONDS",
+                        help="before each run, wait at most this long for the load average to settle (default "
+                             f"{SETTLE_MAX_S:g}; 0 for tests, where no time is reported)")
     args = parser.parse_args(argv)
+    SETTLE_MAX_S = args.settle_max
     if args.table_from:
         merged = merge_results([json.loads(f.read_text()) for f in args.table_from])
         table = markdown_table(merged)

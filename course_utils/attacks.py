@@ -8,7 +8,11 @@ kept apart from the optimizer:
   (``alpha * sign(g)`` for L-infinity, ``alpha * g / ||g||_2`` for L2).
 - ``random_init(x, eps, norm)``: a uniform point of the ball.
 - ``fgsm``: one step of length eps from x (Goodfellow et al. 2015).
-- ``pgd``: projected gradient descent on the loss with random restarts (Madry et al. 2018).
+- ``pgd``: projected gradient descent on the loss with random restarts (Madry et al. 2018);
+  ``trace=[]`` records the loss of every step of every restart (notebook 03's loss curves).
+- ``margin_loss``: the margin (CW) loss ``max_{j != y} z_j - z_y`` (Carlini & Wagner 2017), the
+  alternative to cross-entropy for targeted attacks; ``MarginLoss(cfg)`` runs an ``AttackConfig`` on it
+  (notebook 03).
 - ``AttackConfig``: a threat model as a value (norm, eps) with the attack that probes it (kind,
   alpha, steps, restarts, random start). Calling it runs the attack; ``str()`` is the threat-model
   string printed next to every number (``"PGD linf eps=0.3 alpha=0.01 steps=40 restarts=1"``).
@@ -108,6 +112,18 @@ def _cross_entropy(logits, y):
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The margin (CW) loss per example (B,): ``max_{j != y} z_j - z_y`` on the logits z (B, num_classes).
+
+    Positive exactly when the model does not predict y. Untargeted attacks ascend it; targeted ones
+    descend it with y = the target, which pushes z_t above every other logit (Carlini & Wagner 2017,
+    their f_6 with kappa = infinity, on logits rather than probabilities). Notebook 03.
+    """
+    z_y = logits.gather(1, y[:, None])[:, 0]
+    others = logits.scatter(1, y[:, None], -float("inf"))
+    return others.amax(1) - z_y
+
+
 def _score(logits, y, targeted=False, loss_fn=_cross_entropy) -> torch.Tensor:
     """How good an adversarial input is, per example (B,): success dominates; among equals the higher
     (untargeted) / lower (targeted) loss. ``pgd`` (restarts), ``WorstOf`` and ``SpatialGrid`` keep the best."""
@@ -143,6 +159,7 @@ def pgd(
     targeted: bool = False,
     loss_fn=_cross_entropy,
     generator: torch.Generator | None = None,
+    trace: list | None = None,
 ) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) in the ``norm`` ball of radius eps.
 
@@ -151,6 +168,8 @@ def pgd(
     projection onto the ball and clipping to [0, 1]. Per example, the result is the restart that
     fooled the model (untargeted: prediction != y; targeted: prediction == y), else the one with
     the highest loss (lowest for targeted). Returns x_adv: same shape as x, in [0, 1].
+    trace: a list to which each restart appends its per-example losses, a (steps + 1, B) tensor (the
+    loss at the start and after every step; notebook 03 plots it against the iterations).
     """
     y = _check(model, x, y, eps, norm)
     check_nonnegative(alpha, "alpha")
@@ -161,12 +180,17 @@ def pgd(
         best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
         for r in range(restarts):
             delta = random_init(x, eps, norm, generator) if random_start else torch.zeros_like(x)
+            losses = []
             for i in range(steps):
-                grad, _, _ = _loss_grad(model, x, delta, y, targeted, loss_fn, check_y=r == i == 0)
+                grad, loss, _ = _loss_grad(model, x, delta, y, targeted, loss_fn, check_y=r == i == 0)
+                losses.append(loss)
                 delta = project(ascent_step(delta, grad, alpha, norm), eps, norm)
                 delta = (x + delta).clamp(0, 1) - x
             with torch.no_grad():
-                score = _score(model(x + delta), y, targeted, loss_fn)
+                logits = model(x + delta)
+                score = _score(logits, y, targeted, loss_fn)
+                if trace is not None:
+                    trace.append(torch.stack(losses + [loss_fn(logits, y)]).cpu())
                 better = score > best_score
                 best[better] = (x + delta)[better]
                 best_score = torch.where(better, score, best_score)
@@ -239,10 +263,15 @@ class AttackConfig:
             with torch.no_grad(), eval_mode(model):
                 check_label_range(y, model(x).shape[1])
             return x
-        if self.kind == "fgsm" and self.alpha == self.eps:
-            return fgsm(model, x, y, self.eps, self.norm, targeted=self.targeted)
+        return self.run(model, x, y)
+
+    def run(self, model, x, y, loss_fn=_cross_entropy, trace: list | None = None):
+        """The attack on ``loss_fn`` (cross-entropy by default; ``margin_loss``); ``trace`` as in ``pgd``."""
+        if self.kind == "fgsm" and self.alpha == self.eps and trace is None:
+            return fgsm(model, x, y, self.eps, self.norm, targeted=self.targeted, loss_fn=loss_fn)
         return pgd(model, x, y, self.eps, self.alpha, self.steps, self.norm, random_start=self.random_start,
-                   restarts=self.restarts, targeted=self.targeted, generator=self.generator)
+                   restarts=self.restarts, targeted=self.targeted, loss_fn=loss_fn, generator=self.generator,
+                   trace=trace)
 
     @property
     def label(self) -> str:
@@ -256,6 +285,24 @@ class AttackConfig:
         if self.kind == "pgd":
             parts += [f"steps={self.steps}", f"restarts={self.restarts}"] + ([] if self.random_start else ["start=x"])
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class MarginLoss:
+    """An ``AttackConfig`` run on the margin (CW) loss instead of cross-entropy (Carlini & Wagner 2017):
+    ``MarginLoss(cfg)(model, x, y) -> x_adv``; ``str()`` is ``str(cfg)`` with ``loss=cw``. The threat model
+    (norm, eps) and the optimizer (alpha, steps, restarts, start) are ``cfg``'s; only the loss differs,
+    so CE and CW compare on equal budgets (notebook 03, targeted attacks)."""
+
+    attack: AttackConfig
+
+    def __call__(self, model, x, y):
+        if self.attack.eps == 0:
+            return self.attack(model, x, y)
+        return self.attack.run(model, x, y, loss_fn=margin_loss)
+
+    def __str__(self):
+        return f"{self.attack} loss=cw"
 
 
 @dataclass(frozen=True)

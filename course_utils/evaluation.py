@@ -73,7 +73,8 @@ class EvalResult:
 
     def row(self) -> dict:
         lo, hi = self.ci
-        return {"threat model": self.threat, "images": self.n, "accuracy": self.accuracy, "ci_low": lo, "ci_high": hi, **self.details}
+        details = {k: v for k, v in self.details.items() if not isinstance(v, torch.Tensor)}  # per-image vectors stay out
+        return {"threat model": self.threat, "images": self.n, "accuracy": self.accuracy, "ci_low": lo, "ci_high": hi, **details}
 
     def __str__(self):
         lo, hi = self.ci
@@ -218,7 +219,8 @@ def gradient_masking_checks(model, x, y, attack: AttackConfig, restarts: int = 5
     """The gradient-masking checklist of notebooks 03 and 04: can the white-box number be trusted?
 
     A defense can look robust because gradient attacks fail on it (zero, shattered or noisy
-    gradients: *gradient masking*, Athalye, Carlini & Wagner 2018), not because it is. Following
+    gradients: *gradient masking*, named by Papernot et al. 2017; *obfuscated gradients*, Athalye,
+    Carlini & Wagner 2018), not because it is. Following
     Carlini et al. (2019, "On Evaluating Adversarial Robustness"), on one batch ``x``
     (B, C, H, W) in [0, 1], ``y`` (B,), under ``attack`` (a PGD ``AttackConfig``: the white-box
     attack whose number is being checked, run once, i.e. one restart, seeded by ``seed``):

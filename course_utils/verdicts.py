@@ -165,6 +165,12 @@ def _images_to_bound(d: float, margin: float, discordant: float, power: float = 
     return int(math.ceil(psi * ((za + zb) / (margin - d)) ** 2))
 
 
+def _notes(*parts: str) -> str:
+    """The sentence's tail: the outcome's own text, then ``if_so`` / ``if_not``, then ``note`` (printed in
+    every outcome), each only when given."""
+    return " ".join(p.strip() for p in parts if p and p.strip())
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -179,8 +185,8 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.01 else f"p = {p:.2f}"
 
 
-def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, note: str = "", *,
-                   margin: float = 0.01, threat: str = "", unit: str = "images") -> Verdict:
+def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_not: str = "", *, if_so: str = "",
+                   note: str = "", margin: float = 0.01, threat: str = "", unit: str = "images") -> Verdict:
     """The claim "``higher`` is more accurate than ``lower``" on the same images.
 
     higher_ok, lower_ok: per-image bool correctness of the two settings on one set of images.
@@ -188,11 +194,11 @@ def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, note
     - contradicted: ``lower`` is above beyond noise (McNemar p < 0.05), or the difference is shown to be
       below ``margin`` (the upper end of its 90% Newcombe interval, a one-sided test at 5%);
     - not resolved: otherwise, with the images that would detect the observed difference (80% power).
-    ``note``: what it means or what to try, printed after the evidence (a default is written when
-    empty). ``margin``: the smallest difference (a fraction) worth calling an effect; ``unit``:
-    images, reviews, transactions."""
-    if isinstance(note, (int, float)) and not isinstance(note, bool):
-        note, margin = "", float(note)
+    After the evidence the sentence prints ``if_so`` when shown, ``if_not`` (what to try, what it means)
+    otherwise, and ``note`` always (see ``_notes``). ``margin``: the smallest difference (a fraction)
+    worth calling an effect; ``unit``: images, reviews, transactions."""
+    if isinstance(if_not, (int, float)) and not isinstance(if_not, bool):
+        if_not, margin = "", float(if_not)
     margin = check_fraction(margin, "margin")
     pair = paired_comparison(higher_ok, lower_ok)
     n, p = pair["n"], pair["p"]
@@ -204,20 +210,25 @@ def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, note
                 f"{100 * d:+.1f} points (95% CI {100 * lo95:+.1f} to {100 * hi95:+.1f}), McNemar {format_p(p)}")
     discordant = (pair["only_a"] + pair["only_b"]) / n
     if d > 0 and p < 0.05:
-        return Verdict(name, SHOWN, evidence, note)
+        return Verdict(name, SHOWN, evidence, _notes(if_so, note))
     if d < 0 and p < 0.05:
-        return Verdict(name, CONTRADICTED, evidence, note or f"{lower} is the more accurate one here.")
+        return Verdict(name, CONTRADICTED, evidence, _notes(f"{lower} is the more accurate one here.", if_not, note))
     if hi90 < margin:
         return Verdict(name, CONTRADICTED, evidence + f"; the difference is below the {100 * margin:g}-point margin "
-                       "(one-sided test at 5%)", note or f"{higher} is not better than {lower} by the margin or more.")
-    need = _images_to_detect(d, discordant) if d > 0 else _images_to_bound(d, margin, discordant)
-    size = (f"About {need:,} {unit} would resolve a difference of this size" if need
-            else f"More {unit} are needed")
-    return Verdict(name, NOT_RESOLVED, evidence, (note + " " if note else "") + f"{size}.")
+                       "(one-sided test at 5%)", _notes(f"{higher} is not better than {lower} by the margin or more.",
+                                                        if_not, note))
+    if d > 0:
+        need = _images_to_detect(d, discordant)
+        size = f"About {need:,} {unit} would resolve a difference of this size." if need else f"More {unit} are needed."
+    else:
+        need = _images_to_bound(d, margin, discordant)
+        size = (f"No gain was seen; about {need:,} {unit} would show whether the difference is below the "
+                f"{100 * margin:g}-point margin." if need else f"More {unit} are needed.")
+    return Verdict(name, NOT_RESOLVED, evidence, _notes(size, if_not, note))
 
 
-def equivalence_verdict(name: str, a_ok, b_ok, a: str, b: str, margin: float, note: str = "", *,
-                        threat: str = "", unit: str = "images") -> Verdict:
+def equivalence_verdict(name: str, a_ok, b_ok, a: str, b: str, margin: float, if_not: str = "", *, if_so: str = "",
+                        note: str = "", threat: str = "", unit: str = "images") -> Verdict:
     """The claim "``a`` and ``b`` agree within ``margin``" (a fraction: 0.01 = one point) on the same images.
 
     - shown: the 90% Newcombe interval of the paired difference lies inside (-margin, margin): a two
@@ -238,18 +249,18 @@ def equivalence_verdict(name: str, a_ok, b_ok, a: str, b: str, margin: float, no
                 f"{100 * d:+.1f} points, 90% CI {100 * lo90:+.1f} to {100 * hi90:+.1f} against a margin of "
                 f"+-{100 * margin:g} points (TOST)")
     if -margin < lo90 and hi90 < margin:
-        return Verdict(name, SHOWN, evidence, note)
+        return Verdict(name, SHOWN, evidence, _notes(if_so, note))
     if lo95 > margin or hi95 < -margin:
-        return Verdict(name, CONTRADICTED, evidence, note or f"{a} and {b} differ by more than the margin.")
+        return Verdict(name, CONTRADICTED, evidence, _notes(f"{a} and {b} differ by more than the margin.", if_not, note))
     discordant = (pair["only_a"] + pair["only_b"]) / n
     need = _images_to_bound(abs(d), margin, discordant) if abs(d) < margin else None
-    size = (f"About {need:,} {unit} would resolve it" if need
-            else "The observed difference sits at the margin: more " + unit + " are needed")
-    return Verdict(name, NOT_RESOLVED, evidence, (note + " " if note else "") + f"{size}.")
+    size = (f"About {need:,} {unit} would resolve it." if need
+            else f"The observed difference sits at the margin: more {unit} are needed.")
+    return Verdict(name, NOT_RESOLVED, evidence, _notes(size, if_not, note))
 
 
-def rate_verdict(name: str, k: int, n: int, threshold: float, what: str, note: str = "",
-                 above: bool = True) -> Verdict:
+def rate_verdict(name: str, k: int, n: int, threshold: float, what: str, if_not: str = "", above: bool = True, *,
+                 if_so: str = "", note: str = "") -> Verdict:
     """The claim "the rate of ``what`` is above (``above=False``: below) ``threshold``": k of n events.
 
     - shown: the whole 95% Clopper-Pearson interval lies on the claimed side;
@@ -263,13 +274,14 @@ def rate_verdict(name: str, k: int, n: int, threshold: float, what: str, note: s
     evidence = f"{what}: {k} of {n}, {_acc(int(k), int(n))}; the claim needs the 95% interval {side} {_pct(threshold)}"
     claimed, opposite = (lo > threshold, hi < threshold) if above else (hi < threshold, lo > threshold)
     if claimed:
-        return Verdict(name, SHOWN, evidence, note)
+        return Verdict(name, SHOWN, evidence, _notes(if_so, note))
     if opposite:
-        return Verdict(name, CONTRADICTED, evidence, note or f"the rate is on the other side of {_pct(threshold)}.")
+        return Verdict(name, CONTRADICTED, evidence, _notes(f"The rate is on the other side of {_pct(threshold)}.",
+                                                            if_not, note))
     rate = k / n
     if rate == threshold:
-        size = "The observed rate equals the threshold"
+        size = "The observed rate equals the threshold."
     else:
         need = math.ceil(rate * (1 - rate) * (1.96 / (rate - threshold)) ** 2) if 0 < rate < 1 else None
-        size = f"About {need:,} trials would resolve a rate of {_pct(rate)}" if need and need > n else "More trials are needed"
-    return Verdict(name, NOT_RESOLVED, evidence, (note + " " if note else "") + f"{size}.")
+        size = f"About {need:,} trials would resolve a rate of {_pct(rate)}." if need and need > n else "More trials are needed."
+    return Verdict(name, NOT_RESOLVED, evidence, _notes(size, if_not, note))

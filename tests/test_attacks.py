@@ -182,3 +182,40 @@ def test_attack_config_fgsm_is_fgsm_and_the_config_is_frozen(tiny_model, batch):
     assert wider.alpha == pytest.approx(attacks.default_alpha(0.2, 4)) and wider == attacks.AttackConfig(0.2, steps=4)
     assert attacks.AttackConfig(0.1, alpha=0.01).replace(steps=20).alpha == pytest.approx(attacks.default_alpha(0.1, 20))
     assert attacks.AttackConfig(0.1, alpha=0.01).replace(restarts=3).alpha == 0.01
+
+
+def test_margin_loss_is_the_runner_up_minus_the_true_logit():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [5.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    y = torch.tensor([0, 0, 2])
+    assert torch.allclose(attacks.margin_loss(logits, y), torch.tensor([2.0, -4.5, 0.0]))
+    assert ((attacks.margin_loss(logits[:2], y[:2]) > 0) == (logits[:2].argmax(1) != y[:2])).all()
+
+
+def test_margin_loss_attack_changes_only_the_loss(tiny_model, batch):
+    """MarginLoss(cfg) is cfg's optimizer on the CW loss: equal to attacks.pgd with loss_fn=margin_loss,
+    different from cfg on cross-entropy, printed with loss=cw, and it reaches targets."""
+    x, y = batch
+    cfg = attacks.AttackConfig(0.1, steps=5, alpha=0.03, random_start=False, targeted=True)
+    cw = attacks.MarginLoss(cfg)
+    expected = attacks.pgd(tiny_model, x, y, 0.1, 0.03, 5, random_start=False, targeted=True, loss_fn=attacks.margin_loss)
+    assert torch.equal(cw(tiny_model, x, y), expected)
+    assert not torch.equal(cw(tiny_model, x, y), cfg(tiny_model, x, y))
+    assert str(cw) == str(cfg) + " loss=cw"
+    assert torch.equal(attacks.MarginLoss(cfg.replace(eps=0.0))(tiny_model, x, y), x)
+
+
+def test_pgd_trace_records_every_step_without_changing_the_attack(tiny_model, batch):
+    x, y = batch
+    trace = []
+    out = attacks.pgd(tiny_model, x, y, 0.1, 0.02, 6, restarts=3, generator=torch.Generator().manual_seed(0), trace=trace)
+    again = attacks.pgd(tiny_model, x, y, 0.1, 0.02, 6, restarts=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert len(trace) == 3 and all(t.shape == (7, len(x)) for t in trace)
+    start = F.cross_entropy(tiny_model(x), y, reduction="none").detach()
+    no_start = []
+    attacks.pgd(tiny_model, x, y, 0.1, 0.02, 6, random_start=False, trace=no_start)
+    assert torch.allclose(no_start[0][0], start, atol=1e-6)  # row 0 is the loss at the start point
+    best = torch.stack([t[-1] for t in trace]).amax(0)  # the kept restart has the largest final loss unless one fooled
+    final = F.cross_entropy(tiny_model(out), y, reduction="none").detach()
+    fooled = tiny_model(out).argmax(1) != y
+    assert torch.allclose(final[~fooled], best[~fooled], atol=1e-5)

@@ -70,6 +70,18 @@ def worst_case_linear_ref(w, eps):
     return eps * torch.sign(w)
 
 
+def success_counts_clean_mistakes(y, pred_clean, pred_adv):  # every wrong adversarial prediction, over all images
+    return (pred_adv != y).sum(), len(y)
+
+
+def success_counts_flips(y, pred_clean, pred_adv):  # "the attack changed the prediction", over all images
+    return (pred_adv != pred_clean).sum(), len(y)
+
+
+def success_wrong_denominator(y, pred_clean, pred_adv):  # the right k, divided among all images
+    return ((pred_clean == y) & (pred_adv != y)).sum(), len(y)
+
+
 # ---------------------------------------------------------------- notebooks 02, 03: attacks
 def fgsm_no_clip(model, x, y, eps):
     return x + eps * _grad(model, x, y).sign()
@@ -883,6 +895,18 @@ def order_lower_ends(results):
     return [(a, b) for i, (a, ra) in enumerate(items) for b, rb in items[i + 1:] if ra.ci[0] > rb.ci[0]]
 
 
+def pairs_with_diagonal(y, pred_clean, num_classes):  # the true class kept as a target
+    return (pred_clean == y)[:, None].expand(-1, num_classes)
+
+
+def pairs_with_clean_mistakes(y, pred_clean, num_classes):  # misclassified images kept
+    return torch.arange(num_classes)[None, :] != y[:, None]
+
+
+def pairs_exclude_predicted(y, pred_clean, num_classes):  # the predicted class dropped instead of the true one
+    return torch.arange(num_classes)[None, :] != pred_clean[:, None]
+
+
 # ---------------------------------------------------------------- notebook 06b: poisoning
 def spectral_ref(r):
     m = r - r.mean(0)
@@ -993,6 +1017,16 @@ TABLE = {
         "gradient_not_sign": (lambda w, eps: eps * w, "worst_case_linear: relative error"),
         "l2_direction": (lambda w, eps: eps * w / w.norm(), "worst_case_linear: relative error"),
         "sign_error": (lambda w, eps: -eps * torch.sign(w), "worst_case_linear: relative error"),
+    }),
+    C.foundations.check_attack_success: (C.foundations.reference_attack_success, {
+        "counts_clean_mistakes": (success_counts_clean_mistakes, "attack_success: relative error"),
+        "counts_flips": (success_counts_flips, "attack_success: relative error"),
+        "wrong_denominator": (success_wrong_denominator, "attack_success: relative error"),
+    }),
+    C.attacks.check_targeted_pairs: (C.attacks.reference_targeted_pairs, {
+        "diagonal_kept": (pairs_with_diagonal, "targeted_pairs: relative error"),
+        "clean_mistakes_kept": (pairs_with_clean_mistakes, "targeted_pairs: relative error"),
+        "predicted_class_dropped": (pairs_exclude_predicted, "targeted_pairs: relative error"),
     }),
     C.attacks.check_fgsm: (lambda m, x, y, eps: attacks.fgsm(m, x, y, eps), {
         "no_clip": (fgsm_no_clip, "fgsm: relative error"),

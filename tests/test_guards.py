@@ -131,3 +131,22 @@ def test_ledger_evaluates_once_seeds_the_start_and_reports_the_worst_case():
     assert list(table["threat model"]).count("worst case (headline)") == 1 and "%" in table["accuracy"].iloc[0]
     with pytest.raises(ValueError, match="no attack"):
         evaluation.Ledger(x, y).worst_case("m")
+
+
+def test_verdict_texts_follow_the_outcome():
+    a, b = _pair(200, only_a=60, only_b=2, both=100)
+    shown = evaluation.paired_verdict("DROP", a, b, "clean", "attacked", "try a larger eps", if_so="as expected",
+                                      note="one seed")
+    assert str(shown).endswith("as expected one seed") and "try a larger eps" not in str(shown)
+    unresolved = evaluation.paired_verdict("DROP", *_pair(200, 12, 8, both=100), "clean", "attacked", "try a larger eps",
+                                           if_so="as expected")
+    assert "try a larger eps" in str(unresolved) and "as expected" not in str(unresolved)
+    assert "more poison" not in str(evaluation.rate_verdict("R", 90, 100, 0.5, "triggered", "more poison"))
+    assert "more poison" in str(evaluation.rate_verdict("R", 55, 100, 0.5, "triggered", "more poison"))
+
+
+def test_not_resolved_says_what_more_images_would_show():
+    tie = evaluation.paired_verdict("GAIN", *_pair(500, 20, 20, both=300), "A", "B")  # a difference of exactly 0
+    assert tie.outcome == NOT_RESOLVED and "No gain was seen" in str(tie) and "a difference of this size" not in str(tie)
+    gain = evaluation.paired_verdict("GAIN", *_pair(500, 25, 15, both=300), "A", "B")
+    assert gain.outcome == NOT_RESOLVED and "would resolve a difference of this size" in str(gain)

@@ -229,3 +229,19 @@ def test_threat_models_include_a_gradient_free_l2_column():
     x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
     x_adv = attack(model, x, y)
     assert ((x_adv - x).flatten(1).norm(dim=1) <= union.L2_EPS + 1e-4).all() and x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_below_pairs_the_images_when_both_results_carry_them():
+    from course_utils.evaluation import EvalResult
+
+    a_ok, b_ok = torch.zeros(500, dtype=torch.bool), torch.zeros(500, dtype=torch.bool)
+    a_ok[:450], b_ok[:470] = True, True  # 20 images only b gets right, none only a: 90.0% vs 94.0%
+    a = EvalResult(450, 500, "a", details={"per_image": a_ok})
+    b = EvalResult(470, 500, "b", details={"per_image": b_ok})
+    assert a.ci[1] > b.ci[0]  # the intervals overlap: the unpaired rule would call it noise
+    assert union.below(a, b) and not union.below(b, a)  # McNemar on the same images: 20 vs 0 discordant
+    a2, b2 = torch.zeros(500, dtype=torch.bool), torch.zeros(500, dtype=torch.bool)
+    a2[:460], b2[30:] = True, True  # 92.0% vs 94.0%, but 30 vs 40 discordant images: noise (p = 0.28)
+    assert not union.below(EvalResult(460, 500, "a", details={"per_image": a2}),
+                           EvalResult(470, 500, "b", details={"per_image": b2}))
+    assert "per_image" not in a.row()  # the vector stays out of tables

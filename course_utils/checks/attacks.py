@@ -1,4 +1,4 @@
-"""Checks for the attack exercises of notebooks 02 and 03 (FGSM, L2 FGM, projection, PGD)."""
+"""Checks for the attack exercises of notebooks 02 and 03 (FGSM, L2 FGM, projection, PGD, targeted pairs)."""
 from __future__ import annotations
 
 import torch
@@ -68,3 +68,24 @@ def check_targeted_fgsm(learner_targeted, eps: float = 0.1):
     """learner_targeted(model, x, target, eps): one signed step *down* the loss of the target class."""
     compare("targeted_fgsm", lambda m, x, t: learner_targeted(m, x, t, eps),
             lambda m, x, t: attacks.fgsm(m, x, t, eps, targeted=True), _attack_inputs)
+
+
+def reference_targeted_pairs(y: torch.Tensor, pred_clean: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, num_classes) bool: the (image, target) pairs a targeted attack has to reach. Image i counts when
+    the model classifies it correctly clean (a misclassified image is no adversarial example), target t
+    when t is not its true class (reaching the true class needs no attack). Notebook 03."""
+    targets = torch.arange(num_classes, device=y.device)
+    return (pred_clean == y)[:, None] & (targets[None, :] != y[:, None])
+
+
+def check_targeted_pairs(learner_fn, num_classes: int = 4):
+    """learner_fn(y, pred_clean, num_classes) -> (B, num_classes) bool mask of the pairs worth attacking."""
+    def inputs(g, batch=30):
+        y = torch.randint(0, num_classes, (batch,), generator=g)
+        pred_clean = torch.where(torch.rand(batch, generator=g) < 0.7, y, torch.randint(0, num_classes, (batch,), generator=g))
+        return y, pred_clean
+
+    def as_float(fn):
+        return lambda y, p: torch.as_tensor(fn(y, p, num_classes)).to(torch.float64)
+
+    compare("targeted_pairs", as_float(learner_fn), as_float(reference_targeted_pairs), inputs, tol=0.0)

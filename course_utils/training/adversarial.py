@@ -373,3 +373,40 @@ def tradeoff_verdict(clean_std, robust_std, clean_adv, robust_adv, margin: float
     return Verdict(name, NOT_RESOLVED, numbers, f"Clean accuracy did not fall beyond noise ({d_clean:+.1f} points) "
                    f"and was not shown to stay within {100 * margin:g} point either: more test images, or a harder task "
                    "(CIFAR-10), would resolve the cost; a ratio would be noise.")
+
+
+def single_step_verdict(outcomes: dict, became: float = 0.3):
+    """Catastrophic overfitting counted over seeds: ``outcomes`` maps a training attack's label to the
+    ``catastrophic_overfitting`` outcomes of its runs ("collapsed", "robust", "underfit"). Returns an
+    ``evaluation.Verdict`` for the claim "single-step training collapses (catastrophic overfitting)":
+
+    - shown: at least one run became robust and then collapsed (counts per setting, with Clopper-Pearson
+      intervals over the seeds);
+    - not resolved: no run collapsed. When no run even became robust (held-out PGD never reached
+      ``became``), the budget cannot show the phenomenon at all: a run that never rose cannot fall.
+    Nothing here can contradict the claim (collapse is random: robust runs do not show it cannot happen).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    from ..evaluation import NOT_RESOLVED, SHOWN, Verdict
+
+    parts, collapsed, became_robust, runs = [], 0, 0, 0
+    for label, outs in outcomes.items():
+        outs = list(outs)
+        k = sum(o == "collapsed" for o in outs)
+        r = sum(o in ("collapsed", "robust") for o in outs)
+        lo, hi = proportion_confint(k, len(outs), method="beta")
+        parts.append(f"{label}: {k} of {len(outs)} collapsed (95% CI {lo:.0%}-{hi:.0%}), {r} became robust")
+        collapsed, became_robust, runs = collapsed + k, became_robust + r, runs + len(outs)
+    evidence = "; ".join(parts)
+    name = "CATASTROPHIC OVERFITTING"
+    if collapsed:
+        return Verdict(name, SHOWN, evidence, f"{collapsed} of {runs} runs rose above {became:g} held-out PGD accuracy "
+                       "and then fell: keep the best epoch (early stopping on the held-out check).")
+    if not became_robust:
+        return Verdict(name, NOT_RESOLVED, evidence, f"No run became robust (held-out PGD never reached {became:g}), so "
+                       "none could collapse: this budget cannot show the phenomenon, whatever the runs do on their own "
+                       "single-step attack. Wong et al.'s MNIST setting trains on all 60,000 images for 10 epochs (the "
+                       "full profile).")
+    return Verdict(name, NOT_RESOLVED, evidence, f"{became_robust} runs became robust and none collapsed: collapse is "
+                   "random, so more seeds (CO_SEEDS) or a larger step would be needed to see it.")

@@ -26,7 +26,7 @@ import torch
 
 from ..attacks import AttackConfig, SpatialGrid, WorstOf
 from ..config import get_device, get_profile
-from ..evaluation import EvalResult, evaluate, threat_string
+from ..evaluation import EvalResult, correct, paired_comparison, threat_string
 
 KINDS = ("standard", "linf", "l2", "union")
 LINF_EPS = 0.3  # the trained and tested L-infinity radius (Madry et al. 2018)
@@ -142,11 +142,13 @@ def threat_models(profile: str | None = None) -> dict:
 
 
 def trap_table(models: dict, x, y, threats: dict, progress: bool = False) -> dict:
-    """``{(model name, threat name): EvalResult}`` for every model under every threat model, on (x, y)."""
+    """``{(model name, threat name): EvalResult}`` for every model under every threat model, on (x, y); each
+    result keeps its per-image correctness (``details["per_image"]``), so that ``below`` pairs the images."""
     results = {}
     for m_name, m in models.items():
         for t_name, (attack, threat) in threats.items():
-            results[(m_name, t_name)] = evaluate(m, (x, y), attack, threat=threat, progress=progress)
+            ok = correct(m, x, y, attack, batch_size=250)
+            results[(m_name, t_name)] = EvalResult(int(ok.sum()), ok.numel(), threat, details={"per_image": ok})
     return results
 
 
@@ -166,7 +168,13 @@ def as_frame(results: dict):
 
 
 def below(a: EvalResult, b: EvalResult) -> bool:
-    """a is below b beyond noise: a's 95% interval lies entirely under b's."""
+    """a is below b beyond noise. On the same images (both results carry ``details["per_image"]`` of one
+    length): a's accuracy is lower and McNemar's exact test separates them (p < 0.05), the paired test
+    the table's cells allow. Otherwise (independent samples): a's 95% interval lies entirely under b's."""
+    pa, pb = a.details.get("per_image"), b.details.get("per_image")
+    if pa is not None and pb is not None and len(pa) == len(pb):
+        pair = paired_comparison(pa, pb)
+        return pair["a"] < pair["b"] and pair["p"] < 0.05
     return a.ci[1] < b.ci[0]
 
 
@@ -174,7 +182,7 @@ def findings(results: dict, reference: str = "L-inf PGD") -> list[str]:
     """Sentences read from ``trap_table``'s results (model names "standard", "linf", "l2", "union"):
     for the L-inf model, whether its robustness under ``reference`` carried over to each other threat
     model (its accuracy there far below, i.e. 95% intervals apart) and whether it beats the standard
-    model there; for every model, whether gradient-free Square beats L2 PGD (gradient masking, so the
+    model there (``below``: McNemar on the same images); for every model, whether gradient-free Square beats L2 PGD (gradient masking, so the
     L2 PGD number is not its L2 robustness); then what the union model costs in clean and L-inf accuracy against the L-inf model
     and what it gains in L2. Every sentence carries its numbers."""
     out = []
@@ -186,7 +194,7 @@ def findings(results: dict, reference: str = "L-inf PGD") -> list[str]:
         r, s = results[("linf", t)], results[("standard", t)]
         verdict = ("did NOT transfer" if below(r, ref) else "held (not significantly below)")
         vs_std = ("better than the standard model" if below(s, r) else "worse than the standard model"
-                  if below(r, s) else "no better than the standard model (intervals overlap)")
+                  if below(r, s) else "not separable from the standard model on these images")
         out.append(f"L-inf model under {t}: {cell(r)} vs {cell(ref)} under {reference}: robustness {verdict}; "
                    f"{vs_std} ({cell(s)}).")
     for m in dict.fromkeys(m for m, _ in results):  # L2: does the gradient-free attack beat PGD?
