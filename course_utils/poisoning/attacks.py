@@ -122,8 +122,10 @@ class PoisonedSet:
         return len(self.idx) / max(int((self.y == self.target).sum()), 1)
 
     def __str__(self):
+        cover = (f", {len(self.cover)} cover images (trigger on, true label)"
+                 if self.cover is not None and len(self.cover) else "")
         return (f"{len(self.idx)} poisoned of {len(self.y)} training images ({100 * self.fraction:.2g}% of the set, "
-                f"{100 * self.rate_in_target:.2g}% of class {self.target}), trigger {self.trigger}")
+                f"{100 * self.rate_in_target:.2g}% of class {self.target}), trigger {self.trigger}{cover}")
 
 
 def _choose(y, fraction, target, generator):
