@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..evaluation import EvalResult
-from ..validation import check_images, check_labels, check_positive_int, eval_mode
+from ..validation import check_images, check_positive_int, eval_mode
 
 PENULTIMATE = {"mnist_small_cnn": "7"}  # name of the penultimate ReLU in models.mnist_small_cnn (100 units)
 
