@@ -18,6 +18,8 @@ Lessons
     05 adversarial training, CIFAR-10 the same, zoo.standard_model, and leaderboard (RobustBench's entries)
     06 input sanitization             sanitization (squeezers, detectors, threshold_for_fpr, autoencoder,
                                       BPDA and detector-aware attacks), interop.carlini_wagner
+    06b poisoning and backdoors       poisoning (triggers, poisoned sets, spectral signatures, activation
+                                      clustering, Deep Partition Aggregation and its certificate)
     07 randomized smoothing           certify (Smooth, certify_dataset, noise_augment)
     08 interval bound propagation     certify (interval_bounds, verified, ibp_fit)
     08b convex relaxation             certify (crown_bounds, alpha_crown_margin_lower_bounds, lp / exact margins,

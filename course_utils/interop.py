@@ -3,6 +3,8 @@
 - ``art_classifier(model, input_shape, num_classes, optimizer=None)``: a torch model (inputs in
   [0, 1], normalization inside) as ART's ``PyTorchClassifier`` on the model's device; pass an
   optimizer when ART's trainers (``AdversarialTrainer``) will train it.
+- ``art_partition_votes(models, x)``: ART's ``DeepPartitionEnsemble`` vote counts over trained base
+  models (notebook 06b's cross-check of ``poisoning.votes``).
 - ``carlini_wagner``: ART's Carlini-Wagner L2 / L-infinity attacks (Carlini & Wagner 2017b).
 - ``autoattack(eps, norm, impl=None)``: an ``AutoAttack`` run as ``attack(model, x, y)`` (Croce & Hein
   2020): the authors' reference code (``impl="official"``, the PyPI package ``pyautoattack``, what
@@ -44,6 +46,18 @@ def art_classifier(model: nn.Module, input_shape, num_classes: int = 10, optimiz
     return PyTorchClassifier(model=model.eval(), loss=nn.CrossEntropyLoss(), optimizer=optimizer,
                              input_shape=tuple(input_shape), nb_classes=num_classes, clip_values=(0.0, 1.0),
                              device_type=art_device_type(model))
+
+
+def art_partition_votes(models, x: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """ART's ``DeepPartitionEnsemble`` over already trained base models (notebook 06b's cross-check of
+    ``poisoning.votes``): its vote counts (N, num_classes) int64 for x (N, C, H, W) in [0, 1]."""
+    from art.estimators.classification import DeepPartitionEnsemble
+
+    check_images(x)
+    clfs = [art_classifier(m, x.shape[1:], num_classes) for m in models]
+    ensemble = DeepPartitionEnsemble(clfs, ensemble_size=len(clfs), channels_first=True, clip_values=(0.0, 1.0))
+    counts = ensemble.predict(x.detach().cpu().numpy().astype("float32"), max_aggregate=True)
+    return torch.from_numpy(counts).round().long()
 
 
 def carlini_wagner(model: nn.Module, x: torch.Tensor, norm: str = "l2", num_classes: int = 10, **kwargs) -> torch.Tensor:

@@ -3,6 +3,8 @@
 - ``mnist_small_cnn``: the small CNN of Wong, Rice & Kolter (2020), "Fast is better than free"
   (also Wong & Kolter 2018): two stride-2 convolutions and two linear layers. Sequential, so
   interval bounds (``course_utils.certify``) go through it.
+- ``mnist_linear``: logistic regression on the pixels, the cheap base learner of notebook 06b's
+  partition ensembles in the quick profile.
 - ``mnist_madry_cnn``: the CNN of Madry et al. (2018): two 5x5 conv + max-pool blocks, 1024 units.
 - ``cifar_small_cnn``: a 4-block CNN (32-64-128-256 channels, batch norm) that trains on a CPU.
 - ``preact_resnet18``: PreActResNet-18 (He et al. 2016), the full-profile CIFAR-10 model of
@@ -71,6 +73,11 @@ def mnist_small_cnn(width: int = 1) -> nn.Sequential:
         nn.Linear(c2 * 7 * 7, h), nn.ReLU(),
         nn.Linear(h, 10),
     )
+
+
+def mnist_linear() -> nn.Sequential:
+    """Multinomial logistic regression on MNIST pixels (784 -> 10): notebook 06b's cheap DPA base learner."""
+    return nn.Sequential(Normalize(MNIST_MEAN, MNIST_STD), nn.Flatten(), nn.Linear(28 * 28, 10))
 
 
 def mnist_madry_cnn() -> nn.Sequential:
@@ -179,6 +186,7 @@ def resnet20(num_classes: int = 10, blocks: int = 3) -> nn.Sequential:
 
 MODELS = {
     "mnist_small_cnn": mnist_small_cnn,
+    "mnist_linear": mnist_linear,
     "mnist_madry_cnn": mnist_madry_cnn,
     "cifar_small_cnn": cifar_small_cnn,
     "preact_resnet18": preact_resnet18,

@@ -947,6 +947,102 @@ def pairs_exclude_predicted(y, pred_clean, num_classes):  # the predicted class 
     return torch.arange(num_classes)[None, :] != pred_clean[:, None]
 
 
+# ---------------------------------------------------------------- notebook 06b: poisoning
+def spectral_ref(r):
+    m = r - r.mean(0)
+    v = torch.linalg.svd(m, full_matrices=False).Vh[0]
+    return (m @ v) ** 2
+
+
+def spectral_not_centred(r):  # ART's and the authors' score: the projection of r, not of r - mean
+    v = torch.linalg.svd(r - r.mean(0), full_matrices=False).Vh[0]
+    return (r @ v) ** 2
+
+
+def spectral_svd_not_centred(r):  # the direction itself from the uncentred matrix (the mean dominates it)
+    v = torch.linalg.svd(r, full_matrices=False).Vh[0]
+    return ((r - r.mean(0)) @ v) ** 2
+
+
+def spectral_wrong_side(r):  # a column of Vh (the first coordinate of every right singular vector)
+    m = r - r.mean(0)
+    v = torch.linalg.svd(m, full_matrices=False).Vh[:, 0]
+    return (m @ v) ** 2
+
+
+def spectral_smallest_vector(r):  # the last row of Vh: the direction of least variance
+    m = r - r.mean(0)
+    v = torch.linalg.svd(m, full_matrices=False).Vh[-1]
+    return (m @ v) ** 2
+
+
+def remove_top_ref(scores, labels, expected_poison, suspect):
+    rows = torch.nonzero(labels == suspect).flatten()
+    out = torch.zeros(len(labels), dtype=torch.bool)
+    out[rows[scores[rows].argsort(descending=True)[:round(1.5 * expected_poison)]]] = True
+    return out
+
+
+def remove_top_every_class(scores, labels, expected_poison, suspect):
+    out = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        out |= remove_top_ref(scores, labels, expected_poison, int(c))
+    return out
+
+
+def remove_top_whole_set(scores, labels, expected_poison, suspect):  # ignores the class
+    out = torch.zeros(len(labels), dtype=torch.bool)
+    out[scores.argsort(descending=True)[:round(1.5 * expected_poison)]] = True
+    return out
+
+
+def remove_top_no_multiplier(scores, labels, expected_poison, suspect):
+    return remove_top_ref(scores, labels, expected_poison / 1.5, suspect)
+
+
+def remove_top_lowest(scores, labels, expected_poison, suspect):
+    return remove_top_ref(-scores, labels, expected_poison, suspect)
+
+
+def dpa_ref(votes):
+    pred = votes.argmax(1)
+    n_c = votes.gather(1, pred[:, None])[:, 0]
+    rivals = votes + (torch.arange(votes.shape[1])[None] < pred[:, None]).long()
+    rivals.scatter_(1, pred[:, None], -1)
+    return pred, torch.div(n_c - rivals.amax(1), 2, rounding_mode="floor").clamp_min(0)
+
+
+def dpa_two_sided_margin(votes):  # charges the tie term to every rival, whatever its index
+    pred = votes.argmax(1)
+    n_c = votes.gather(1, pred[:, None])[:, 0]
+    rivals = (votes + 1).scatter(1, pred[:, None], -1)
+    return pred, torch.div(n_c - rivals.amax(1), 2, rounding_mode="floor").clamp_min(0)
+
+
+def dpa_ties_to_larger(votes):  # argmax from the end; the tie term for rivals with a larger index
+    k = votes.shape[1]
+    pred = k - 1 - votes.flip(1).argmax(1)
+    n_c = votes.gather(1, pred[:, None])[:, 0]
+    rivals = votes + (torch.arange(k)[None] > pred[:, None]).long()
+    rivals.scatter_(1, pred[:, None], -1)
+    return pred, torch.div(n_c - rivals.amax(1), 2, rounding_mode="floor").clamp_min(0)
+
+
+def dpa_not_halved(votes):  # one poisoned image moves one vote but closes the gap by 2
+    pred, _ = dpa_ref(votes)
+    n_c = votes.gather(1, pred[:, None])[:, 0]
+    rivals = votes + (torch.arange(votes.shape[1])[None] < pred[:, None]).long()
+    rivals.scatter_(1, pred[:, None], -1)
+    return pred, (n_c - rivals.amax(1)).clamp_min(0)
+
+
+def dpa_no_tie_term(votes):
+    pred = votes.argmax(1)
+    n_c = votes.gather(1, pred[:, None])[:, 0]
+    rivals = votes.scatter(1, pred[:, None], -1)
+    return pred, torch.div(n_c - rivals.amax(1), 2, rounding_mode="floor").clamp_min(0)
+
+
 # ---------------------------------------------------------------- the table
 # check -> (reference, {mutant id: (wrong answer, regex its failure message must match)})
 C = checks
@@ -1175,6 +1271,24 @@ TABLE = {
         "ignores_k": (knn_ignores_k, "knn_distance k=3: relative error"),
         "all_rows": (knn_all_rows, "knn_distance k=3: relative error"),
     }),
+    C.poisoning.check_spectral_signature: (spectral_ref, {
+        "not_centred": (spectral_not_centred, "spectral_signature: relative error"),
+        "svd_of_uncentred": (spectral_svd_not_centred, "spectral_signature: relative error"),
+        "wrong_singular_vector_side": (spectral_wrong_side, "spectral_signature: relative error"),
+        "smallest_singular_vector": (spectral_smallest_vector, "spectral_signature: relative error"),
+    }),
+    C.poisoning.check_remove_top: (remove_top_ref, {
+        "every_class": (remove_top_every_class, r"remove_top: .*outside class"),
+        "whole_set": (remove_top_whole_set, r"remove_top: .*outside class"),
+        "no_multiplier": (remove_top_no_multiplier, "remove_top: .*1.5 x expected_poison"),
+        "lowest_scores": (remove_top_lowest, "remove_top: .*highest scores"),
+    }),
+    C.poisoning.check_dpa_certificate: (dpa_ref, {
+        "two_sided_margin": (dpa_two_sided_margin, r"dpa_certificate: votes .*rho"),
+        "ties_to_larger_index": (dpa_ties_to_larger, r"dpa_certificate: votes .*ties to the smaller index"),
+        "not_halved": (dpa_not_halved, r"dpa_certificate: votes .*rho"),
+        "no_tie_term": (dpa_no_tie_term, r"dpa_certificate: votes .*rho"),
+    }),
     C.interview.check_cost_per_robust_point: (C.interview.cost_per_robust_point_reference, {
         "sign_error": (cost_sign_error, r"sign error: clean loss = clean_std - clean_rob"),
         "inverted_ratio": (cost_inverted, "robust points per clean point"),
@@ -1237,7 +1351,7 @@ def test_mutant_is_rejected(check, mutant, match):
 def test_every_check_has_mutants():
     """A new ``check_*`` needs its row in TABLE (CONTRIBUTING.md: "Writing an exercise and its check")."""
     modules = [getattr(checks, name) for name in ("foundations", "attacks", "training", "sanitization", "certify",
-                                                  "threats", "text", "serving", "interview")]
+                                                  "threats", "text", "serving", "interview", "poisoning")]
     found = {f for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
              if name.startswith("check_") and f.__module__ == m.__name__}
     covered = set(TABLE) | {checks.attacks.check_projection}

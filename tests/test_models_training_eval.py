@@ -10,6 +10,7 @@ from course_utils.config import seed_everything
 
 
 @pytest.mark.parametrize("name,shape", [("mnist_small_cnn", (2, 1, 28, 28)), ("mnist_madry_cnn", (2, 1, 28, 28)),
+                                        ("mnist_linear", (2, 1, 28, 28)),
                                         ("cifar_small_cnn", (2, 3, 32, 32)), ("preact_resnet18", (2, 3, 32, 32))])
 def test_models_output_logits(name, shape):
     model = models.build_model(name).eval()

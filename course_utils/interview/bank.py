@@ -247,6 +247,49 @@ BANK = [
      "certified model; I would not report robustness numbers that rely on it unless they hold under an "
      "adaptive attack.",
      "notebook 06"),
+    # ---- data poisoning ----------------------------------------------------------------------
+    ("dpo-detect", "data poisoning",
+     "How would you know your training data was poisoned?",
+     "Not from clean accuracy: say what does reveal it (representations, a planted drill, provenance) and how you "
+     "would know the check works.",
+     "Not from the test set: a backdoor leaves clean accuracy where it was, and the honest way to say so is an "
+     "equivalence test on the paired difference, which notebook 06b prints for my run. I look where the poison "
+     "leaves a trace: in the representations of the model trained on the data. Spectral signatures (Tran et al. "
+     "2018) score each image of a class by its squared projection on the top singular vector of the centred "
+     "penultimate features; activation clustering (Chen et al. 2018) splits each class in two and flags a small "
+     "cluster. Two details decide whether they work: the layer (ART reads the logits by default; the penultimate "
+     "layer separates better) and centring (ART's and the authors' code project uncentred features). I quote my "
+     "run's recall and the share of clean images removed, and, what matters, the trigger success after retraining "
+     "on what was kept. And I test the pipeline with a planted-trigger drill, as project p4 does before it "
+     "retrains on captured uploads, and keep provenance: who could write into the training set.",
+     "notebook 06b (sections 2-3), project p4"),
+    ("dpo-certificate", "data poisoning",
+     "What does a certificate against poisoning promise, and what does it cost?",
+     "State the guarantee exactly (a number of training images, per prediction) and the price (clean accuracy, "
+     "k models); quote your k trade-off.",
+     "Deep Partition Aggregation (Levine & Feizi 2021) splits the training set into k partitions by a hash of "
+     "each image, trains one model per partition and takes the vote. One poisoned image, inserted, removed or "
+     "relabelled, changes one partition, so one vote: a prediction with n_c votes against a runner-up with n_c' "
+     "cannot change while at most floor((n_c - n_c' - 1[c' < c]) / 2) training images are poisoned, whatever "
+     "they are. It promises that for that prediction only, not for the model, and says nothing about test-time "
+     "perturbations. The cost: each model sees 1/k of the data, so clean accuracy falls as k grows, and you "
+     "train and serve k models. The paper's MNIST anchor is a median certificate of 448 images at 95.81% clean "
+     "with k = 1,200; my quick run with logistic-regression base learners prints its own k trade-off (clean "
+     "accuracy and certified accuracy per k, with a paired test), and the hash must use the stored pixels: "
+     "ART's default sum over [0, 1] floats leaves most of 1,200 partitions empty.",
+     "notebook 06b (section 4)"),
+    ("dpo-adaptive", "data poisoning",
+     "Your poison detector removed most of the planted poison in a test. Are you safe?",
+     "A detector tested on its own attack proves little: name the adaptive attack and what 'safe' is measured by.",
+     "Not yet. Recall on a plain BadNets or blend attack is the non-adaptive number. An attacker who knows the "
+     "detector makes the poison look clean in representation space: Qi et al. (2023)'s adaptive blend puts a "
+     "partial, faint trigger on the poison and adds cover images that carry it with their true label, and a "
+     "poison rate below what the detector separates does the same. Notebook 06b measures both detectors against "
+     "that attack, and the verdict that counts is whether the backdoor survives removal and retraining, not the "
+     "recall. For a guarantee that does not depend on the attacker's cleverness, only on its budget, use a "
+     "certificate such as DPA, and check it the same way: an attacker who places poison in partitions of its "
+     "choice must never flip a certified prediction.",
+     "notebook 06b (section 5)"),
     # ---- certified defenses --------------------------------------------------------------
     ("cd-when", "certified defenses",
      "Empirical versus certified defenses: when each?",

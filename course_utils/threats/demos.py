@@ -6,10 +6,10 @@
   attacker's own unlabeled images (Tramer et al. 2016, "Stealing machine learning models via
   prediction APIs"; Papernot et al. 2017; Orekondy et al. 2019, "Knockoff nets").
 - ``agreement``: how often two models predict the same class, the fidelity of an extraction.
-- ``stamp_trigger`` / ``poison``: BadNets (Gu et al. 2017): stamp a small white square on a
-  fraction of the training images and relabel them to a target class.
-- ``trigger_success``: the fraction of triggered test images (true class != target) classified as
-  the target.
+- ``stamp_trigger`` / ``poison`` / ``trigger_success`` / ``predict``: BadNets (Gu et al. 2017), from
+  ``course_utils.poisoning`` (the one place for triggers; notebook 06b detects, removes and certifies
+  against them): stamp a small white square on a fraction of the training images, relabel them to a
+  target class, and measure how often the trigger turns a test image into the target.
 
 Training goes through ``course_utils.training.fit`` (``train_classifier``); images are
 (B, C, H, W) in [0, 1], labels int64 (B,).
@@ -23,17 +23,9 @@ from torch.utils.data import TensorDataset
 
 from ..data import make_loader
 from ..evaluation import EvalResult
+from ..poisoning.attacks import poison, predict, stamp_trigger, trigger_success  # noqa: F401  (notebook 01 calls them through threats)
 from ..training import fit
-from ..validation import check_images, check_labels, check_nonnegative, check_positive_int, eval_mode
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Predicted classes (N,) for x (N, C, H, W) in [0, 1], in eval mode, on the model's device."""
-    device = next(iter(model.parameters())).device
-    with eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
+from ..validation import check_images, check_labels, check_positive_int
 
 
 def train_classifier(model, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int = 64, lr: float = 1e-3,
@@ -96,55 +88,6 @@ def extract_model(api: PredictionAPI, student, pool_x: torch.Tensor, budget: int
     steps_per_epoch = math.ceil(budget / batch_size)
     epochs = max(check_positive_int(epochs, "epochs"), math.ceil(min_steps / steps_per_epoch))
     return train_classifier(student, x, y, epochs, batch_size, lr, seed, progress)
-
-
-def stamp_trigger(x: torch.Tensor, size: int = 3, value: float = 1.0, margin: int = 1) -> torch.Tensor:
-    """A copy of x with a ``size`` x ``size`` square of ``value`` in the bottom-right corner, ``margin``
-    pixels from the edges (the BadNets trigger, Gu et al. 2017). x: (B, C, H, W) in [0, 1]."""
-    check_images(x)
-    size, margin = check_positive_int(size, "size"), int(check_nonnegative(margin, "margin"))
-    if not 0 <= value <= 1:
-        raise ValueError(f"value must be a pixel value in [0, 1], got {value!r}")
-    h, w = x.shape[-2:]
-    if size + margin > min(h, w):
-        raise ValueError(f"a trigger of size {size} with margin {margin} does not fit in {h}x{w} images")
-    out = x.clone()
-    out[..., h - margin - size:h - margin, w - margin - size:w - margin] = value
-    return out
-
-
-def poison(x: torch.Tensor, y: torch.Tensor, fraction: float, target: int, generator: torch.Generator | None = None,
-           size: int = 3):
-    """BadNets poisoning: stamp the trigger on ``round(fraction * N)`` images whose label is not
-    ``target`` (chosen at random) and relabel them ``target``.
-
-    Returns ``(x_poisoned, y_poisoned, idx)``: copies of x and y, and the poisoned indices.
-    """
-    check_images(x)
-    y = check_labels(y, x)
-    if not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
-    candidates = torch.nonzero(y != target).flatten()
-    n = int(round(fraction * len(x)))
-    if n > len(candidates):
-        raise ValueError(f"fraction {fraction} asks for {n} poisoned images but only {len(candidates)} "
-                         f"have a label other than the target {target}")
-    idx = candidates[torch.randperm(len(candidates), generator=generator)[:n]].sort().values
-    x_p, y_p = x.clone(), y.clone()
-    if n:
-        x_p[idx] = stamp_trigger(x[idx], size)
-        y_p[idx] = target
-    return x_p, y_p, idx
-
-
-def trigger_success(model, x: torch.Tensor, y: torch.Tensor, target: int, size: int = 3) -> EvalResult:
-    """Attack success rate: among images with y != target, the fraction classified ``target`` once
-    the trigger is stamped on (with a 95% CI)."""
-    check_images(x)
-    y = check_labels(y, x)
-    keep = y != target
-    hits = (predict(model, stamp_trigger(x[keep], size)) == target).sum().item()
-    return EvalResult(int(hits), int(keep.sum()), f"trigger -> class {target}")
 
 
 def extraction_curve(victim, build_student, pool_x: torch.Tensor, eval_x: torch.Tensor, eval_y: torch.Tensor,
