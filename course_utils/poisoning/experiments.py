@@ -1,7 +1,7 @@
 """The runs of notebook 06b, shared with ``benchmarks/poisoning.py`` (one place for both).
 
-- ``train_model``: one model on (x, y) through notebook 01's ``threats.train_classifier`` (the course's
-  loop, ``training.fit``), seeded.
+- ``train_model``: one model on (x, y) through ``training.train_classifier`` (the course's loop,
+  ``training.fit``), seeded.
 - ``attack_runs``: for each trigger, poison rate and seed, a model trained on the poisoned set, with
   its per-image clean correctness and trigger hits on held-out images (the paired data of the
   guards); rate 0 is the attack-free model of that seed.
@@ -25,7 +25,7 @@ from .dpa import image_hash, to_uint8
 
 def train_model(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, build, device=None) -> torch.nn.Module:
     """A fresh ``build()`` model trained on (x, y) for ``epochs`` (Adam, one-cycle; seed for init and order)."""
-    from ..threats.demos import train_classifier  # notebook 01's wrapper of training.fit
+    from ..training import train_classifier  # notebook 01's wrapper of training.fit
 
     torch.manual_seed(seed)
     model = build()

@@ -19,24 +19,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import TensorDataset
 
-from ..data import make_loader
 from ..evaluation import EvalResult
 from ..poisoning.attacks import poison, predict, stamp_trigger, trigger_success  # noqa: F401  (notebook 01 calls them through threats)
-from ..training import fit
-from ..validation import check_images, check_labels, check_positive_int
-
-
-def train_classifier(model, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int = 64, lr: float = 1e-3,
-                     seed: int = 0, progress: bool = True, attack=None):
-    """Train ``model`` in place on tensors (x, y) with ``training.fit`` (Adam, one-cycle); returns it."""
-    check_images(x)
-    y = check_labels(y, x)
-    loader = make_loader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, seed=seed)
-    fit(model, loader, check_positive_int(epochs, "epochs"), lr=lr, optimizer="adam", weight_decay=0.0,
-        attack=attack, progress=progress)
-    return model.eval()
+from ..training import train_classifier  # noqa: F401  (notebook 01 calls it through threats)
+from ..validation import check_images, check_positive_int
 
 
 class PredictionAPI:

@@ -22,10 +22,11 @@ from .adversarial import (AdversarialTrainingConfig, FitResult, adversarial_fit,
                           robust_overfitting_verdict, single_step_verdict, tradeoff_verdict)
 from .checkpoints import (ModelFileError, cached_field, cached_model, cached_model_path, load_checkpoint, load_model_file, read_sidecar,
                           save_checkpoint)
-from .loop import cross_entropy_loss, fit, make_optimizer, make_scheduler, mix_batch, train_epoch, train_step
+from .loop import (cross_entropy_loss, fit, make_optimizer, make_scheduler, mix_batch, train_classifier, train_epoch,
+                   train_step)
 from .trades import trades_loss, trades_perturb
 from . import union
 
 __all__ = ["AdversarialTrainingConfig", "FitResult", "ModelFileError", "adversarial_fit", "cached_field", "catastrophic_overfitting", "cached_model",
            "cached_model_path", "cross_entropy_loss", "curriculum", "fit", "load_checkpoint", "load_model_file", "make_optimizer", "make_scheduler",
-           "mix_batch", "read_sidecar", "robust_overfitting_verdict", "save_checkpoint", "single_step_verdict", "tradeoff_verdict", "trades_loss", "trades_perturb", "train_epoch", "train_step"]
+           "mix_batch", "read_sidecar", "robust_overfitting_verdict", "save_checkpoint", "single_step_verdict", "tradeoff_verdict", "trades_loss", "trades_perturb", "train_classifier", "train_epoch", "train_step"]

@@ -164,3 +164,20 @@ def fit(model, loader, epochs, lr=0.1, attack=None, momentum=0.9, weight_decay=5
         history.append(train_epoch(model, loader, opt, attack, sched, progress=progress, desc=f"{desc} {epoch + 1}/{epochs}",
                                    ratio=ratio, loss_fn=loss_fn, step=epoch * len(loader), total_steps=total))
     return history
+
+
+def train_classifier(model, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int = 64, lr: float = 1e-3,
+                     seed: int = 0, progress: bool = True, attack=None):
+    """Train ``model`` in place on tensors (x, y) with ``fit`` (Adam, one-cycle); returns it in eval mode.
+    The small demonstrations of notebooks 01 and 06b (``threats`` and ``poisoning`` call it)."""
+    from torch.utils.data import TensorDataset
+
+    from ..data import make_loader
+    from ..validation import check_images, check_labels, check_positive_int
+
+    check_images(x)
+    y = check_labels(y, x)
+    loader = make_loader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, seed=seed)
+    fit(model, loader, check_positive_int(epochs, "epochs"), lr=lr, optimizer="adam", weight_decay=0.0,
+        attack=attack, progress=progress)
+    return model.eval()
