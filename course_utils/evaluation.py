@@ -33,7 +33,7 @@ from .interop import AutoAttack, autoattack, square
 from .verdicts import (CONTRADICTED, NOT_RESOLVED, SHOWN, Verdict, equivalence_verdict, format_p,  # noqa: F401
                        paired_comparison, paired_difference_interval, paired_verdict, phenomenon, rate_interval,
                        rate_verdict, verdict)
-from .validation import (check_fraction, check_images, check_label_range, check_labels, check_positive_int,
+from .validation import (check_images, check_label_range, check_labels, check_positive_int,
                          check_probability, eval_mode)
 
 
