@@ -11,7 +11,7 @@ except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).parents[1]
-CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge names that differ from PyPI's
+CONDA_TO_PIP = {"pytorch": "torch", "redis-py": "redis"}  # conda-forge names that differ from PyPI's (conda-forge's "redis" is the server)
 
 
 def _name(requirement: str) -> str:
