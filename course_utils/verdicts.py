@@ -212,7 +212,7 @@ def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_n
     if d > 0 and p < 0.05:
         return Verdict(name, SHOWN, evidence, _notes(if_so, note))
     if d < 0 and p < 0.05:
-        return Verdict(name, CONTRADICTED, evidence, _notes(f"{lower} is the more accurate one here.", if_not, note))
+        return Verdict(name, CONTRADICTED, evidence, _notes(f"{lower} comes out higher here.", if_not, note))
     if hi90 < margin:
         return Verdict(name, CONTRADICTED, evidence + f"; the difference is below the {100 * margin:g}-point margin "
                        "(one-sided test at 5%)", _notes(f"{higher} is not better than {lower} by the margin or more.",
