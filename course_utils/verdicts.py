@@ -208,7 +208,7 @@ def paired_verdict(name: str, higher_ok, lower_ok, higher: str, lower: str, if_n
     where = f" ({threat})" if threat else ""
     evidence = (f"{higher} {_acc(ka, n)} vs {lower} {_acc(kb, n)} on the same {n} {unit}{where}; difference "
                 f"{100 * d:+.1f} points (95% CI {100 * lo95:+.1f} to {100 * hi95:+.1f}), McNemar {format_p(p)}")
-    discordant = (pair["only_a"] + pair["only_b"]) / n
+    discordant = max(pair["only_a"] + pair["only_b"], 3) / n  # none seen: at most about 3 / n (rule of three)
     if d > 0 and p < 0.05:
         return Verdict(name, SHOWN, evidence, _notes(if_so, note))
     if d < 0 and p < 0.05:
@@ -252,7 +252,7 @@ def equivalence_verdict(name: str, a_ok, b_ok, a: str, b: str, margin: float, if
         return Verdict(name, SHOWN, evidence, _notes(if_so, note))
     if lo95 > margin or hi95 < -margin:
         return Verdict(name, CONTRADICTED, evidence, _notes(f"{a} and {b} differ by more than the margin.", if_not, note))
-    discordant = (pair["only_a"] + pair["only_b"]) / n
+    discordant = max(pair["only_a"] + pair["only_b"], 3) / n  # none seen: at most about 3 / n (rule of three)
     need = _images_to_bound(abs(d), margin, discordant) if abs(d) < margin else None
     size = (f"About {need:,} {unit} would resolve it." if need
             else f"The observed difference sits at the margin: more {unit} are needed.")

@@ -150,3 +150,9 @@ def test_not_resolved_says_what_more_images_would_show():
     assert tie.outcome == NOT_RESOLVED and "No gain was seen" in str(tie) and "a difference of this size" not in str(tie)
     gain = evaluation.paired_verdict("GAIN", *_pair(500, 25, 15, both=300), "A", "B")
     assert gain.outcome == NOT_RESOLVED and "would resolve a difference of this size" in str(gain)
+
+
+def test_no_discordant_image_does_not_claim_one_image_would_resolve_it():
+    a, b = _pair(100, 0, 0, both=90)  # identical on 100 images: the 90% interval is still wider than 1 point
+    v = evaluation.paired_verdict("GAIN", a, b, "A", "B")
+    assert v.outcome == NOT_RESOLVED and "about 1 images" not in str(v)
